@@ -1,0 +1,1 @@
+"""Internals of the API gateway: config, routing, proxying, auth, errors and docs."""

@@ -1,0 +1,27 @@
+"""Every typed key the apps store state under, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from apigw.config import GatewaySettings, ServiceSettings
+    from apigw.keys import Keyring
+    from apigw.proxy import Proxy
+
+SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
+SERVICE_SETTINGS_KEY: web.AppKey[ServiceSettings] = web.AppKey("service_settings")
+KEYRING_KEY: web.AppKey[Keyring] = web.AppKey("keyring")
+SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
+# Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
+ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
+# Paths that need neither a client key nor a gateway secret.
+OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
+OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
+
+REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
+CONSUMER_KEY: web.RequestKey[str] = web.RequestKey("consumer", str)

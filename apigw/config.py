@@ -1,0 +1,332 @@
+"""Typed, frozen settings, parsed and checked once at start-up.
+
+Every problem is a `ConfigError` whose message is one line naming the field or variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yarl import URL
+
+from apigw.keys import DEMO_KEY_DIGEST, Consumer, digest_of
+
+# Lets `make run` work out of the box; --production refuses it.
+DEMO_GATEWAY_SECRET = "demo-gateway-secret-change-me"  # noqa: S105
+MIN_SECRET_LENGTH = 16
+# Paths the gateway serves itself; no route may claim them.
+RESERVED_PREFIXES = ("/docs", "/healthz", "/readyz")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_CONSUMER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line that names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    prefix: str
+    upstreams: tuple[str, ...]
+    timeouts: Timeouts = Timeouts()
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    max_connections: int = 1024
+    # Shorter than a typical backend keep-alive (gunicorn: 2 s), so the gateway closes an
+    # idle pooled connection before the backend does.
+    idle_timeout: float = 1.5
+
+
+_DEFAULT_POOL = PoolSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    routes: tuple[Route, ...]
+    consumers: tuple[Consumer, ...]
+    gateway_secret: str = field(repr=False)
+    pool: PoolSettings = PoolSettings()
+    access_log: bool = False
+    production: bool = False
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """What a backend service needs: the gateway secrets it accepts."""
+
+    accepted_secrets: tuple[str, ...] = field(repr=False)
+    production: bool = False
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected one of 1/0, true/false, yes/no, on/off, got {raw!r}")
+
+
+def substitute_env(value: str, env: Mapping[str, str], where: str) -> str:
+    """Expand `${VAR}` and `${VAR:-default}` in one scalar."""
+
+    def expand(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        got = env.get(name)
+        if got:
+            return got
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set and has no default")
+
+    return _ENV_REF.sub(expand, value)
+
+
+def _expand_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
+    # Substituting after parsing means an environment value can never inject YAML structure.
+    if isinstance(node, str):
+        return substitute_env(node, env, where)
+    if isinstance(node, list):
+        return [_expand_tree(item, env, f"{where}[{i}]") for i, item in enumerate(node)]
+    if isinstance(node, dict):
+        return {
+            k: _expand_tree(v, env, f"{where}.{k}" if where else str(k)) for k, v in node.items()
+        }
+    return node
+
+
+def _mapping(node: Any, where: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in node if k not in allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})"
+        )
+    return node
+
+
+def _number(node: Any, where: str, default: float, *, minimum: float = 0.001) -> float:
+    if node is None:
+        return default
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        try:
+            node = float(str(node))
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number of seconds, got {node!r}") from None
+    if not node >= minimum:
+        raise ConfigError(f"{where}: must be at least {minimum}, got {node!r}")
+    return float(node)
+
+
+def _check_prefix(prefix: Any, where: str) -> str:
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise ConfigError(f"{where}: must be a path starting with '/', got {prefix!r}")
+    if prefix != "/" and prefix.endswith("/"):
+        raise ConfigError(f"{where}: must not end with '/', got {prefix!r}")
+    segments = prefix.split("/")[1:]
+    if prefix != "/" and any(s in ("", ".", "..") for s in segments):
+        raise ConfigError(f"{where}: empty or dot segment in {prefix!r}")
+    if any(c in prefix for c in "%?#\\") or not prefix.isprintable() or " " in prefix:
+        raise ConfigError(f"{where}: only plain path characters are allowed, got {prefix!r}")
+    for reserved in RESERVED_PREFIXES:
+        if prefix == reserved or prefix.startswith(reserved + "/"):
+            raise ConfigError(f"{where}: {prefix!r} is served by the gateway itself")
+    return prefix
+
+
+def _check_upstream(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{where}: expected a base URL such as http://127.0.0.1:8001")
+    try:
+        url = URL(raw)
+    except ValueError:
+        raise ConfigError(f"{where}: not a URL: {raw!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"{where}: expected an http:// or https:// URL with a host, got {raw!r}")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ConfigError(f"{where}: a base URL has no credentials, query or fragment")
+    # Stored without a trailing slash: the client's raw path, which starts with '/', is appended.
+    return str(url).rstrip("/")
+
+
+def _parse_route(node: Any, where: str, defaults: Timeouts) -> Route:
+    node = _mapping(node, where, {"prefix", "upstreams", "timeouts"})
+    prefix = _check_prefix(node.get("prefix"), f"{where}.prefix")
+    ups = node.get("upstreams")
+    if not isinstance(ups, list) or not ups:
+        raise ConfigError(f"{where}.upstreams: expected a non-empty list of base URLs")
+    upstreams = tuple(_check_upstream(u, f"{where}.upstreams[{i}]") for i, u in enumerate(ups))
+    timeouts = _parse_timeouts(node.get("timeouts"), f"{where}.timeouts", defaults)
+    return Route(prefix=prefix, upstreams=upstreams, timeouts=timeouts)
+
+
+def _parse_timeouts(node: Any, where: str, defaults: Timeouts) -> Timeouts:
+    node = _mapping(node or {}, where, {"connect", "read"})
+    return Timeouts(
+        connect=_number(node.get("connect"), f"{where}.connect", defaults.connect),
+        read=_number(node.get("read"), f"{where}.read", defaults.read),
+    )
+
+
+def _parse_consumer(node: Any, where: str) -> Consumer:
+    node = _mapping(node, where, {"name", "key_sha256"})
+    name = node.get("name")
+    if not isinstance(name, str) or not _CONSUMER_NAME.fullmatch(name):
+        raise ConfigError(f"{where}.name: 1-64 letters, digits, '.', '_' or '-', got {name!r}")
+    digest = node.get("key_sha256")
+    if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest.lower()):
+        raise ConfigError(
+            f"{where}.key_sha256: expected 64 hex digits (run `python -m apigw.keys NAME`)"
+        )
+    return Consumer(name=name, digest=bytes.fromhex(digest))
+
+
+def _gateway_secret(env: Mapping[str, str]) -> str:
+    secret = env.get("GATEWAY_SECRET", "") or DEMO_GATEWAY_SECRET
+    if "," in secret:
+        raise ConfigError(
+            "GATEWAY_SECRET: the gateway sends one secret; a list is for the services"
+        )
+    _check_secret(secret, "GATEWAY_SECRET")
+    return secret
+
+
+def _check_secret(secret: str, where: str) -> None:
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{where}: must be at least {MIN_SECRET_LENGTH} characters")
+    if not secret.isascii() or not secret.isprintable() or secret != secret.strip():
+        raise ConfigError(f"{where}: must be printable ASCII without surrounding spaces")
+
+
+def parse_gateway_settings(
+    document: Any, env: Mapping[str, str], *, production: bool = False, source: str = ""
+) -> GatewaySettings:
+    """Build settings from a parsed YAML document and the environment."""
+    if document is None:
+        document = {}
+    top = _mapping(document, "config", {"routes", "consumers", "pool", "timeouts", "access_log"})
+    top = _expand_tree(top, env, "")
+
+    defaults = _parse_timeouts(top.get("timeouts"), "timeouts", Timeouts())
+    raw_routes = top.get("routes")
+    if not isinstance(raw_routes, list) or not raw_routes:
+        raise ConfigError("routes: expected a non-empty list of {prefix, upstreams}")
+    routes = tuple(_parse_route(r, f"routes[{i}]", defaults) for i, r in enumerate(raw_routes))
+    seen: set[str] = set()
+    for i, route in enumerate(routes):
+        if route.prefix in seen:
+            raise ConfigError(f"routes[{i}].prefix: {route.prefix!r} is declared twice")
+        seen.add(route.prefix)
+
+    raw_consumers = top.get("consumers") or []
+    if not isinstance(raw_consumers, list):
+        raise ConfigError("consumers: expected a list of {name, key_sha256}")
+    consumers = tuple(_parse_consumer(c, f"consumers[{i}]") for i, c in enumerate(raw_consumers))
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    for i, consumer in enumerate(consumers):
+        if consumer.name in names:
+            raise ConfigError(f"consumers[{i}].name: {consumer.name!r} is declared twice")
+        if consumer.digest in digests:
+            raise ConfigError(f"consumers[{i}].key_sha256: the same key is declared twice")
+        names.add(consumer.name)
+        digests.add(consumer.digest)
+
+    pnode = _mapping(top.get("pool") or {}, "pool", {"max_connections", "idle_timeout"})
+    max_conn = pnode.get("max_connections", _DEFAULT_POOL.max_connections)
+    if isinstance(max_conn, bool) or not isinstance(max_conn, int) or max_conn < 1:
+        raise ConfigError(f"pool.max_connections: expected a positive integer, got {max_conn!r}")
+    pool = PoolSettings(
+        max_connections=max_conn,
+        idle_timeout=_number(
+            pnode.get("idle_timeout"), "pool.idle_timeout", _DEFAULT_POOL.idle_timeout
+        ),
+    )
+    access_log = top.get("access_log", False)
+    if not isinstance(access_log, bool):
+        raise ConfigError(f"access_log: expected true or false, got {access_log!r}")
+
+    secret = _gateway_secret(env)
+    if digest_of(secret.encode()) in digests:
+        raise ConfigError("GATEWAY_SECRET: must not be the same value as a client key")
+    production = production or env_flag(env, "GATEWAY_PRODUCTION")
+    if production:
+        if DEMO_KEY_DIGEST in digests:
+            raise ConfigError(
+                "consumers: the demo key is configured; remove it before running in production"
+            )
+        if secret == DEMO_GATEWAY_SECRET:
+            raise ConfigError("GATEWAY_SECRET: the demo secret cannot be used in production")
+    return GatewaySettings(
+        routes=routes,
+        consumers=consumers,
+        gateway_secret=secret,
+        pool=pool,
+        access_log=access_log,
+        production=production,
+        source=source,
+    )
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    explicit = env.get("GATEWAY_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return Path(__file__).resolve().parent.parent / "gateway.yaml"
+
+
+def load_gateway_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    production: bool = False,
+) -> GatewaySettings:
+    env = os.environ if env is None else env
+    config_path = Path(path) if path is not None else default_config_path(env)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {config_path}: {exc.strerror or exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {config_path}{at}: {problem}") from None
+    return parse_gateway_settings(document, env, production=production, source=str(config_path))
+
+
+def load_service_settings(
+    env: Mapping[str, str] | None = None, *, production: bool = False
+) -> ServiceSettings:
+    """GATEWAY_SECRET on a service may list several secrets (comma-separated) for rotation."""
+    env = os.environ if env is None else env
+    raw = env.get("GATEWAY_SECRET", "") or DEMO_GATEWAY_SECRET
+    secrets = tuple(s.strip() for s in raw.split(","))
+    for i, secret in enumerate(secrets):
+        _check_secret(secret, f"GATEWAY_SECRET[{i}]" if len(secrets) > 1 else "GATEWAY_SECRET")
+    production = production or env_flag(env, "GATEWAY_PRODUCTION")
+    if production and DEMO_GATEWAY_SECRET in secrets:
+        raise ConfigError("GATEWAY_SECRET: the demo secret cannot be used in production")
+    return ServiceSettings(accepted_secrets=secrets, production=production)

@@ -1,0 +1,81 @@
+"""The one error path: `GatewayError` carries a status, `problem_response` renders RFC 9457 JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from aiohttp import web
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class GatewayError(Exception):
+    """An error answered to the client with `status` and a problem+json body.
+
+    `detail` is shown to the client: it must never contain a key, a secret or raw client input.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        title: str | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.title = title
+        self.extra = dict(extra or {})
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    request_id: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    title: str | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> web.Response:
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": title or _phrase(status),
+        "status": status,
+        "detail": detail,
+        "request_id": request_id,
+    }
+    if extra:
+        body.update(extra)
+    response = web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def render_error(error: GatewayError, request_id: str) -> web.Response:
+    return problem_response(
+        error.status,
+        error.detail,
+        request_id,
+        headers=error.headers,
+        title=error.title,
+        extra=error.extra,
+    )

@@ -1,0 +1,105 @@
+"""Header hygiene in both directions.
+
+Hop-by-hop headers, and every header the `Connection` header names, are removed *before* the
+gateway adds its own, so `Connection: x-gateway-secret` cannot remove the secret and no
+client header can forge one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy, istr
+
+API_KEY_HEADER = istr("x-api-key")
+GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
+CONSUMER_HEADER = istr("x-consumer-name")
+REQUEST_ID_HEADER = istr("x-request-id")
+
+HOP_BY_HOP = (
+    hdrs.CONNECTION,
+    istr("keep-alive"),
+    istr("proxy-connection"),
+    hdrs.TE,
+    hdrs.TRAILER,
+    hdrs.TRANSFER_ENCODING,
+    hdrs.UPGRADE,
+    hdrs.PROXY_AUTHORIZATION,
+    hdrs.PROXY_AUTHENTICATE,
+)
+# Removed from what the client sent: hop-by-hop, framing the gateway redoes itself, the
+# client's credentials, and every header the gateway sets, so none can be forged.
+_DROP_FROM_CLIENT = (
+    *HOP_BY_HOP,
+    hdrs.HOST,
+    hdrs.CONTENT_LENGTH,
+    hdrs.EXPECT,
+    API_KEY_HEADER,
+    GATEWAY_SECRET_HEADER,
+    CONSUMER_HEADER,
+    REQUEST_ID_HEADER,
+    hdrs.X_FORWARDED_FOR,
+    hdrs.X_FORWARDED_HOST,
+    hdrs.X_FORWARDED_PROTO,
+    hdrs.FORWARDED,
+)
+_DROP_FROM_UPSTREAM = (*HOP_BY_HOP, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_from(client_value: str | None) -> str:
+    """The client's X-Request-ID when it is sane (1-128 of [A-Za-z0-9._:-]), else a new one."""
+    if client_value is not None and _REQUEST_ID.fullmatch(client_value) is not None:
+        return client_value
+    return os.urandom(16).hex()
+
+
+def _drop_connection_named(headers: CIMultiDict[str], original: CIMultiDictProxy[str]) -> None:
+    for value in original.getall(hdrs.CONNECTION, ()):
+        for token in value.split(","):
+            name = token.strip()
+            if name:
+                headers.popall(name, None)
+
+
+def upstream_request_headers(
+    incoming: CIMultiDictProxy[str],
+    *,
+    secret: str,
+    consumer: str,
+    request_id: str,
+    client_ip: str | None,
+    scheme: str,
+) -> CIMultiDict[str]:
+    headers = CIMultiDict(incoming)
+    if hdrs.CONNECTION in incoming:
+        _drop_connection_named(headers, incoming)
+    for name in _DROP_FROM_CLIENT:
+        headers.popall(name, None)
+    host = incoming.get(hdrs.HOST)
+    # The client's X-Forwarded-* cannot be trusted at the edge: they are replaced, not appended.
+    if client_ip:
+        headers[hdrs.X_FORWARDED_FOR] = client_ip
+    headers[hdrs.X_FORWARDED_PROTO] = scheme
+    if host:
+        headers[hdrs.X_FORWARDED_HOST] = host
+    headers[REQUEST_ID_HEADER] = request_id
+    headers[CONSUMER_HEADER] = consumer
+    headers[GATEWAY_SECRET_HEADER] = secret
+    return headers
+
+
+def downstream_response_headers(
+    upstream: CIMultiDictProxy[str], request_id: str
+) -> CIMultiDict[str]:
+    # A multidict, not a dict: every Set-Cookie line must survive.
+    headers = CIMultiDict(upstream)
+    if hdrs.CONNECTION in upstream:
+        _drop_connection_named(headers, upstream)
+    for name in _DROP_FROM_UPSTREAM:
+        headers.popall(name, None)
+    headers[REQUEST_ID_HEADER] = request_id
+    return headers

@@ -1,0 +1,71 @@
+"""Route matching on a checked path: longest prefix on a segment boundary, no escapes.
+
+aiohttp matches routes on the decoded path and yarl resolves `..` when a URL is built, so the
+gateway checks the raw request target itself and routes on what it checked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Generic, TypeVar
+from urllib.parse import unquote
+
+from apigw.errors import GatewayError
+
+T = TypeVar("T")
+
+# Percent-encoded characters that would change how a backend splits the path: '/', '\', '?',
+# '#', NUL, and '.' (only refused when it builds a dot-segment, see below).
+_FORBIDDEN_ESCAPE = re.compile(r"%(?:2[fF]|5[cC]|3[fF]|23|00)")
+# Characters that never belong in a raw request target: '#', backslash, controls, space, DEL.
+_FORBIDDEN_RAW = re.compile(r"[#\\\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_target(raw_target: str) -> str:
+    """Return the decoded path of a raw origin-form request target, or raise a 400."""
+    if not raw_target.startswith("/"):
+        raise GatewayError(400, "The request target must be a path starting with '/'.")
+    if _FORBIDDEN_RAW.search(raw_target):
+        raise GatewayError(400, "The request target contains a forbidden character.")
+    return check_path(raw_target.partition("?")[0])
+
+
+def check_path(raw_path: str) -> str:
+    """Return the decoded form of a raw path (no query), or raise a 400."""
+    if not raw_path.startswith("/"):
+        raise GatewayError(400, "The path must start with '/'.")
+    if _FORBIDDEN_RAW.search(raw_path) or _FORBIDDEN_ESCAPE.search(raw_path):
+        raise GatewayError(400, "The path contains a forbidden character.")
+    if "%" in raw_path:
+        try:
+            decoded = unquote(raw_path, errors="strict")
+        except UnicodeDecodeError:
+            raise GatewayError(400, "The path is not valid percent-encoded UTF-8.") from None
+        if _CONTROL.search(decoded):
+            raise GatewayError(400, "The path contains a forbidden character.")
+    else:
+        decoded = raw_path
+    if "." in decoded:
+        for segment in decoded.split("/"):
+            if segment == "." or segment == "..":
+                raise GatewayError(400, "Dot-segments are not allowed in the path.")
+    return decoded
+
+
+class RouteTable(Generic[T]):
+    """Maps a checked path to the target of the longest matching prefix."""
+
+    __slots__ = ("_entries", "_root")
+
+    def __init__(self, entries: dict[str, T]) -> None:
+        # Longest first, so the first match is the longest prefix.
+        ordered = sorted(entries.items(), key=lambda item: len(item[0]), reverse=True)
+        self._entries = tuple((p, p + "/", t) for p, t in ordered if p != "/")
+        self._root = entries.get("/")
+
+    def match(self, path: str) -> T | None:
+        for prefix, with_slash, target in self._entries:
+            if path.startswith(with_slash) or path == prefix:
+                return target
+        return self._root

@@ -1,0 +1,76 @@
+"""The API gateway: checks the client key, routes by path prefix, streams to the backend.
+
+Run: python gateway.py [--config FILE] [--host H] [--port P] [--production]
+Under gunicorn: gunicorn gateway:create_app --worker-class aiohttp.GunicornUVLoopWebWorker
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aiohttp import web
+
+from apigw.appkeys import KEYRING_KEY, OPEN_PATHS_KEY, OPEN_PREFIXES_KEY, SETTINGS_KEY
+from apigw.cli import fail, make_parser, serve, setup_logging
+from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.keys import Keyring
+from apigw.openapi import DOCS_PATH, gateway_paths, setup_docs
+from apigw.proxy import defer_continue, setup_proxy
+from middleware import GATEWAY_MIDDLEWARES
+
+# Server settings that a proxy needs whichever way it is started (run_app or gunicorn).
+SERVER_ARGS = {
+    # Bodies are forwarded as sent; decompressing would break Content-Length and Content-Encoding.
+    "auto_decompress": False,
+}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def create_app(settings: GatewaySettings | None = None) -> web.Application:
+    """The gateway application; with no settings, the config is loaded as `main()` would."""
+    if settings is None:
+        settings = load_gateway_settings()
+    app = web.Application(middlewares=GATEWAY_MIDDLEWARES, handler_args=SERVER_ARGS)
+    app[SETTINGS_KEY] = settings
+    app[KEYRING_KEY] = Keyring(settings.consumers)
+    app[OPEN_PATHS_KEY] = frozenset({"/healthz", DOCS_PATH})
+    app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
+    app.router.add_get("/healthz", healthz)
+    setup_docs(app, "API gateway", gateway_paths())
+    proxy = setup_proxy(app)
+    # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser("gateway.py", "Run the API gateway.", 8000)
+    parser.add_argument(
+        "--config", help="YAML config (default: $GATEWAY_CONFIG, else gateway.yaml)"
+    )
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="refuse to start with the demo key or demo secret (also GATEWAY_PRODUCTION=1)",
+    )
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        settings = load_gateway_settings(args.config, os.environ, production=args.production)
+    except ConfigError as exc:
+        return fail("gateway", f"config error: {exc}")
+    serve(
+        lambda: create_app(settings),
+        args.host,
+        args.port,
+        access_log=settings.access_log,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Every `@web.middleware` of the gateway and the services, and the order they run in.
+
+None of them reads a body. `GATEWAY_MIDDLEWARES` and `SERVICE_MIDDLEWARES` list them outermost
+first, as `web.Application(middlewares=...)` expects.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from apigw.appkeys import (
+    ACCEPTED_SECRETS_KEY,
+    CONSUMER_KEY,
+    KEYRING_KEY,
+    OPEN_PATHS_KEY,
+    OPEN_PREFIXES_KEY,
+    REQUEST_ID_KEY,
+)
+from apigw.errors import GatewayError, problem_response, render_error
+from apigw.headers import API_KEY_HEADER, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
+
+log = logging.getLogger("apigw.errors")
+
+
+def _is_open(request: web.Request) -> bool:
+    app = request.app
+    # The raw path, not request.path: yarl resolves dot-segments in the decoded one.
+    path = request.raw_path.partition("?")[0]
+    return path in app[OPEN_PATHS_KEY] or path.startswith(app[OPEN_PREFIXES_KEY])
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keeps a sane client X-Request-ID, else makes one; every response carries it."""
+    request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID_KEY] = request_id
+    response = await handler(request)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost error layer: every error leaves as problem+json with the request id."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return render_error(exc, request[REQUEST_ID_KEY])
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return problem_response(exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers)
+    except Exception:
+        # The exception's repr may hold request headers (secrets included); log its type only.
+        log.error("unhandled error in request %s", request[REQUEST_ID_KEY], exc_info=False)
+        return problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+
+
+@web.middleware
+async def client_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Accepts a request only with one valid x-api-key; it runs before routing answers 404."""
+    if _is_open(request):
+        return await handler(request)
+    keys = request.headers.getall(API_KEY_HEADER, ())
+    if len(keys) > 1:
+        raise GatewayError(400, "Send exactly one x-api-key header.")
+    key = keys[0] if keys else ""
+    consumer = None
+    if key and key.isascii():
+        consumer = request.app[KEYRING_KEY].consumer_for(key.encode())
+    if consumer is None:
+        raise GatewayError(401, "A valid API key is required in the x-api-key header.")
+    request[CONSUMER_KEY] = consumer
+    return await handler(request)
+
+
+@web.middleware
+async def gateway_secret_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A backend answers only the gateway: x-gateway-secret must match an accepted secret."""
+    if _is_open(request):
+        return await handler(request)
+    presented = request.headers.getall(GATEWAY_SECRET_HEADER, ())
+    ok = False
+    if len(presented) == 1 and presented[0].isascii():
+        candidate = presented[0].encode()
+        # Every accepted secret is compared, so the timing tells nothing about which matched.
+        for secret in request.app[ACCEPTED_SECRETS_KEY]:
+            ok |= hmac.compare_digest(candidate, secret)
+    if not ok:
+        raise GatewayError(403, "This service only answers the gateway.")
+    return await handler(request)
+
+
+GATEWAY_MIDDLEWARES = (request_id_middleware, error_middleware, client_key_middleware)
+SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)
