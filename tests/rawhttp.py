@@ -78,7 +78,7 @@ def _complete(data: bytes) -> bool:
     response = parse_response(data)
     if response.status is None or 100 <= response.status < 200:
         return False
-    head, _, rest = response.raw.partition(b"\r\n\r\n")
+    _, _, rest = response.raw.partition(b"\r\n\r\n")
     if "Content-Length" in response.headers:
         return len(rest) >= int(response.headers["Content-Length"])
     if response.headers.get("Transfer-Encoding", "").lower() == "chunked":
