@@ -106,25 +106,25 @@ class EchoUpstream:
             return web.Response(status=int(tail.removeprefix("status-")), text="status")
         if tail.startswith("big-"):
             size = int(tail.removeprefix("big-"))
-            resp = web.StreamResponse()
-            resp.content_length = size
-            await resp.prepare(request)
+            stream = web.StreamResponse()
+            stream.content_length = size
+            await stream.prepare(request)
             chunk = b"x" * 65536
             left = size
             while left:
                 part = chunk[: min(left, len(chunk))]
-                await resp.write(part)
+                await stream.write(part)
                 left -= len(part)
-            return resp
+            return stream
         if tail == "cut":
             # Promise 1 MB, send a part, then drop the connection.
-            resp = web.StreamResponse()
-            resp.content_length = 1_000_000
-            await resp.prepare(request)
-            await resp.write(b"y" * 10_000)
+            stream = web.StreamResponse()
+            stream.content_length = 1_000_000
+            await stream.prepare(request)
+            await stream.write(b"y" * 10_000)
             assert request.transport is not None
             request.transport.abort()
-            return resp
+            return stream
         if tail == "slow":
             await asyncio.sleep(30)
         return web.json_response(
