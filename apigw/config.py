@@ -38,7 +38,24 @@ class ConfigError(Exception):
 class Timeouts:
     connect: float = 5.0  # TCP connect, and the wait for a free pooled connection
     read: float = 60.0  # between two reads from the upstream
+    # The whole exchange, retries and streamed bodies included; None: no limit.
+    total: float | None = 300.0
     body_idle: float = 30.0  # between two chunks of a client's request body
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Passive ejection of failing targets, and optional active checks."""
+
+    max_failures: int = 3  # consecutive failures that take a target out
+    eject_seconds: float = 5.0  # out this long, then one trial request (half-open)
+    fail_on_5xx: bool = False  # count a 5xx answer as a failure too
+    check_interval: float | None = None  # seconds between active checks; None: off
+    check_path: str = "/healthz"
+    check_timeout: float = 2.0
+
+
+BALANCE_MODES = ("round_robin", "least_outstanding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +64,18 @@ class Route:
     upstreams: tuple[str, ...]
     timeouts: Timeouts = Timeouts()
     max_body_bytes: int | None = None  # None: no limit
+    balance: str = "round_robin"  # one of BALANCE_MODES
+    retries: int = 1  # further attempts, each on another target when there is one
+    health: Health = Health()
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """What SIGTERM does: readiness fails at once, the listener closes after `drain_delay`,
+    and in-flight requests get `grace` seconds to finish."""
+
+    drain_delay: float = 1.0
+    grace: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +95,7 @@ class GatewaySettings:
     consumers: tuple[Consumer, ...]
     gateway_secret: str = field(repr=False)
     pool: PoolSettings = PoolSettings()
+    shutdown: Shutdown = Shutdown()
     access_log: bool = False
     production: bool = False
     source: str = ""
@@ -130,6 +160,21 @@ def _mapping(node: Any, where: str, allowed: set[str]) -> dict[str, Any]:
 def _number(node: Any, where: str, default: float, *, minimum: float = 0.001) -> float:
     if node is None:
         return default
+    return _checked_number(node, where, minimum)
+
+
+def _optional_number(
+    node: dict[str, Any], key: str, where: str, default: float | None
+) -> float | None:
+    """A number of seconds that `null` turns off; an absent key keeps the default."""
+    if key not in node:
+        return default
+    if node[key] is None:
+        return None
+    return _checked_number(node[key], f"{where}.{key}", 0.001)
+
+
+def _checked_number(node: Any, where: str, minimum: float) -> float:
     if isinstance(node, bool) or not isinstance(node, (int, float)):
         try:
             node = float(str(node))
@@ -171,16 +216,107 @@ def _check_upstream(raw: Any, where: str) -> str:
     return str(url).rstrip("/")
 
 
-def _parse_route(node: Any, where: str, defaults: Timeouts, default_max_body: int | None) -> Route:
-    node = _mapping(node, where, {"prefix", "upstreams", "timeouts", "max_body_bytes"})
+_ROUTE_FIELDS = {
+    "prefix",
+    "upstreams",
+    "timeouts",
+    "max_body_bytes",
+    "balance",
+    "retries",
+    "health",
+}
+
+
+def _parse_route(node: Any, where: str, defaults: Route) -> Route:
+    """One `routes:` entry; what it leaves out comes from the top-level defaults."""
+    node = _mapping(node, where, _ROUTE_FIELDS)
     prefix = _check_prefix(node.get("prefix"), f"{where}.prefix")
     ups = node.get("upstreams")
     if not isinstance(ups, list) or not ups:
         raise ConfigError(f"{where}.upstreams: expected a non-empty list of base URLs")
     upstreams = tuple(_check_upstream(u, f"{where}.upstreams[{i}]") for i, u in enumerate(ups))
-    timeouts = _parse_timeouts(node.get("timeouts"), f"{where}.timeouts", defaults)
-    max_body = _byte_size(node, "max_body_bytes", where, default_max_body)
-    return Route(prefix=prefix, upstreams=upstreams, timeouts=timeouts, max_body_bytes=max_body)
+    if len(set(upstreams)) != len(upstreams):
+        raise ConfigError(f"{where}.upstreams: the same base URL is listed twice")
+    return Route(
+        prefix=prefix,
+        upstreams=upstreams,
+        timeouts=_parse_timeouts(node.get("timeouts"), f"{where}.timeouts", defaults.timeouts),
+        max_body_bytes=_byte_size(node, "max_body_bytes", where, defaults.max_body_bytes),
+        balance=_balance(node, where, defaults.balance),
+        retries=_retries(node, where, defaults.retries),
+        health=_parse_health(node.get("health"), f"{where}.health", defaults.health),
+    )
+
+
+def _balance(node: dict[str, Any], where: str, default: str) -> str:
+    value = node.get("balance", default)
+    if value not in BALANCE_MODES:
+        raise ConfigError(
+            f"{where}.balance: expected one of {', '.join(BALANCE_MODES)}, got {value!r}"
+        )
+    return str(value)
+
+
+def _retries(node: dict[str, Any], where: str, default: int) -> int:
+    value = node.get("retries", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
+        raise ConfigError(f"{where}.retries: expected an integer from 0 to 5, got {value!r}")
+    return value
+
+
+def _parse_health(node: Any, where: str, defaults: Health) -> Health:
+    node = _mapping(
+        node or {},
+        where,
+        {
+            "max_failures",
+            "eject_seconds",
+            "fail_on_5xx",
+            "check_interval",
+            "check_path",
+            "check_timeout",
+        },
+    )
+    max_failures = node.get("max_failures", defaults.max_failures)
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1:
+        raise ConfigError(
+            f"{where}.max_failures: expected a positive integer, got {max_failures!r}"
+        )
+    fail_on_5xx = node.get("fail_on_5xx", defaults.fail_on_5xx)
+    if not isinstance(fail_on_5xx, bool):
+        raise ConfigError(f"{where}.fail_on_5xx: expected true or false, got {fail_on_5xx!r}")
+    check_path = node.get("check_path", defaults.check_path)
+    if (
+        not isinstance(check_path, str)
+        or not check_path.startswith("/")
+        or not check_path.isascii()
+        or not check_path.isprintable()
+        or any(c in check_path for c in " #")
+    ):
+        raise ConfigError(f"{where}.check_path: expected a plain path starting with '/'")
+    return Health(
+        max_failures=max_failures,
+        eject_seconds=_number(
+            node.get("eject_seconds"), f"{where}.eject_seconds", defaults.eject_seconds
+        ),
+        fail_on_5xx=fail_on_5xx,
+        check_interval=_optional_number(node, "check_interval", where, defaults.check_interval),
+        check_path=check_path,
+        check_timeout=_number(
+            node.get("check_timeout"), f"{where}.check_timeout", defaults.check_timeout
+        ),
+    )
+
+
+def _parse_shutdown(node: Any) -> Shutdown:
+    node = _mapping(node or {}, "shutdown", {"drain_delay", "grace"})
+    defaults = Shutdown()
+    return Shutdown(
+        drain_delay=_number(
+            node.get("drain_delay"), "shutdown.drain_delay", defaults.drain_delay, minimum=0
+        ),
+        grace=_number(node.get("grace"), "shutdown.grace", defaults.grace),
+    )
 
 
 def _byte_size(node: dict[str, Any], key: str, where: str, default: int | None) -> int | None:
@@ -195,10 +331,11 @@ def _byte_size(node: dict[str, Any], key: str, where: str, default: int | None) 
 
 
 def _parse_timeouts(node: Any, where: str, defaults: Timeouts) -> Timeouts:
-    node = _mapping(node or {}, where, {"connect", "read", "body_idle"})
+    node = _mapping(node or {}, where, {"connect", "read", "total", "body_idle"})
     return Timeouts(
         connect=_number(node.get("connect"), f"{where}.connect", defaults.connect),
         read=_number(node.get("read"), f"{where}.read", defaults.read),
+        total=_optional_number(node, "total", where, defaults.total),
         body_idle=_number(node.get("body_idle"), f"{where}.body_idle", defaults.body_idle),
     )
 
@@ -242,19 +379,34 @@ def parse_gateway_settings(
     top = _mapping(
         document,
         "config",
-        {"routes", "consumers", "pool", "timeouts", "access_log", "max_body_bytes"},
+        {
+            "routes",
+            "consumers",
+            "pool",
+            "timeouts",
+            "access_log",
+            "max_body_bytes",
+            "balance",
+            "retries",
+            "health",
+            "shutdown",
+        },
     )
     top = _expand_tree(top, env, "")
-    default_max_body = _byte_size(top, "max_body_bytes", "config", None)
-
-    defaults = _parse_timeouts(top.get("timeouts"), "timeouts", Timeouts())
+    # Every route starts from these; a route's own keys override them.
+    defaults = Route(
+        prefix="/",
+        upstreams=(),
+        timeouts=_parse_timeouts(top.get("timeouts"), "timeouts", Timeouts()),
+        max_body_bytes=_byte_size(top, "max_body_bytes", "config", None),
+        balance=_balance(top, "config", "round_robin"),
+        retries=_retries(top, "config", 1),
+        health=_parse_health(top.get("health"), "health", Health()),
+    )
     raw_routes = top.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:
         raise ConfigError("routes: expected a non-empty list of {prefix, upstreams}")
-    routes = tuple(
-        _parse_route(r, f"routes[{i}]", defaults, default_max_body)
-        for i, r in enumerate(raw_routes)
-    )
+    routes = tuple(_parse_route(r, f"routes[{i}]", defaults) for i, r in enumerate(raw_routes))
     seen: set[str] = set()
     for i, route in enumerate(routes):
         if route.prefix in seen:
@@ -305,6 +457,7 @@ def parse_gateway_settings(
         consumers=consumers,
         gateway_secret=secret,
         pool=pool,
+        shutdown=_parse_shutdown(top.get("shutdown")),
         access_log=access_log,
         production=production,
         source=source,

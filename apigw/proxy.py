@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -20,7 +21,7 @@ from apigw.headers import (
     upstream_request_headers,
 )
 from apigw.routing import RouteTable, check_target
-from apigw.upstreams import UpstreamPool, make_pool
+from apigw.upstreams import Target, UpstreamPool, make_client_timeout
 
 log = logging.getLogger("apigw.proxy")
 
@@ -29,6 +30,15 @@ ALLOW = ", ".join(sorted(FORWARDED_METHODS))
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Failures of a request whose body (if any) has not started: the connection was refused or
+# timed out (nothing sent), or a pooled connection was closed or reset under it (the
+# keep-alive race). ClientOSError covers ClientConnectorError and connection resets.
+_NOTHING_SENT = (
+    aiohttp.ClientOSError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerDisconnectedError,
+)
 
 
 def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
@@ -63,20 +73,37 @@ def abort_connection(request: web.BaseRequest) -> None:
         transport.abort()
 
 
-class Proxy:
-    """The proxying handler, with everything it needs prepared at start-up."""
+class ProxyState:
+    """One generation of the config as the proxy uses it; a reload swaps in a whole new one."""
+
+    __slots__ = ("pools", "routes", "secret", "settings")
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.pools = tuple(make_pool(route) for route in settings.routes)
+        self.settings = settings
+        self.pools = tuple(UpstreamPool(route) for route in settings.routes)
         self.routes: RouteTable[UpstreamPool] = RouteTable(
             {pool.route.prefix: pool for pool in self.pools}
         )
-        self._secret = settings.gateway_secret
+        self.secret = settings.gateway_secret
+
+
+class Proxy:
+    """The proxying handler, with everything it needs prepared at start-up or reload."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.state = ProxyState(settings)
+
+    def swap(self, settings: GatewaySettings) -> ProxyState:
+        """Serve new requests with `settings`; requests under way keep the state they took."""
+        self.state = ProxyState(settings)
+        return self.state
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        # Read once: this request sees one generation even if a reload lands meanwhile.
+        state = self.state
         raw = request.raw_path
         path = check_target(raw)
-        pool = self.routes.match(path)
+        pool = state.routes.match(path)
         if pool is None:
             raise GatewayError(404, "No route matches this path.")
         method = request.method
@@ -88,11 +115,10 @@ class Proxy:
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
             raise GatewayError(401, "A valid API key is required in the x-api-key header.")
-        target = pool.pick()
         request_id = request[REQUEST_ID_KEY]
         headers = upstream_request_headers(
             request.headers,
-            secret=self._secret,
+            secret=state.secret,
             consumer=consumer,
             request_id=request_id,
             client_ip=request.remote,
@@ -116,54 +142,81 @@ class Proxy:
                 max_bytes=route.max_body_bytes,
                 idle_timeout=route.timeouts.body_idle,
             )
-            if (
-                request.version == HttpVersion11
-                and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
-            ):
-                # Only now, with the key accepted and the route found, may the client send.
+        # Picked last: a pick may claim a half-open trial, which every path below settles.
+        target = pool.pick()
+        if target is None:
+            raise _all_down(pool)
+        if (
+            body is not None
+            and request.version == HttpVersion11
+            and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+        ):
+            # Only now, with the key accepted and a target found, may the client send.
+            try:
                 await request.writer.write(_CONTINUE)
-                request.writer.output_size = 0
+            except BaseException:
+                pool.released(target)
+                raise
+            request.writer.output_size = 0
         session = request.app[SESSION_KEY]
-        url = URL(target.base + raw, encoded=True)
-        target.in_flight += 1
+        started = time.monotonic()
+        timeout = pool.timeout
+        tried: list[Target] = []
+        while True:
+            target.in_flight += 1
+            try:
+                upstream = await session.request(
+                    method,
+                    URL(target.base + raw, encoded=True),
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=timeout,
+                )
+                break
+            except BaseException as exc:
+                target.in_flight -= 1
+                # A body stopped by its own limits surfaces as a connection error: say why.
+                if body is not None and body.error is not None:
+                    pool.released(target)
+                    raise body.error from None
+                if not isinstance(exc, (aiohttp.ClientError, OSError)):
+                    pool.released(target)
+                    raise
+                pool.failed(target)
+                tried.append(target)
+                left = _remaining(pool, started)
+                retry = None
+                if left is not None and _may_retry(pool, tried, exc, method, body):
+                    retry = pool.pick_retry(tried)
+                if retry is None or left is None:
+                    raise _upstream_error(exc, target.base, request_id) from None
+                timeout = left
+                log.warning(
+                    "upstream %s failed for request %s: %s; retrying on %s",
+                    target.base,
+                    request_id,
+                    type(exc).__name__,
+                    retry.base,
+                )
+                target = retry
         try:
-            upstream = await session.request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=pool.timeout,
-            )
-        except Exception as exc:
-            # A body stopped by its own limits surfaces as a connection error: say why.
-            if body is not None and body.error is not None:
-                raise body.error from None
-            raise self._upstream_error(exc, target.base, request_id) from None
+            if upstream.status >= 500 and pool.health.fail_on_5xx:
+                pool.failed(target)
+            else:
+                pool.succeeded(target)
+            return await self._relay(request, upstream, request_id, pool, target)
         finally:
             target.in_flight -= 1
-        try:
-            return await self._relay(request, upstream, request_id, target.base)
-        finally:
             upstream.release()
-
-    @staticmethod
-    def _upstream_error(exc: Exception, base: str, request_id: str) -> Exception:
-        if isinstance(exc, TimeoutError):
-            return GatewayError(504, "The upstream did not answer in time.")
-        if isinstance(exc, (aiohttp.ClientError, OSError)):
-            log.warning(
-                "upstream %s unreachable for request %s: %s", base, request_id, type(exc).__name__
-            )
-            return GatewayError(502, "The upstream could not be reached.")
-        return exc
 
     async def _relay(
         self,
         request: web.Request,
         upstream: aiohttp.ClientResponse,
         request_id: str,
-        base: str,
+        pool: UpstreamPool,
+        target: Target,
     ) -> web.StreamResponse:
         if upstream.status == 101:
             raise GatewayError(502, "The upstream tried to switch protocols.")
@@ -172,25 +225,77 @@ class Proxy:
             reason=upstream.reason,
             headers=downstream_response_headers(upstream.headers, request_id),
         )
-        await response.prepare(request)
-        read = upstream.content.readany
-        while True:
-            try:
-                chunk = await read()
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                log.warning(
-                    "upstream %s failed mid-response for request %s: %s; aborting the client",
-                    base,
-                    request_id,
-                    type(exc).__name__,
-                )
-                abort_connection(request)
-                return response
-            if not chunk:
-                break
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            read = upstream.content.readany
+            while True:
+                try:
+                    chunk = await read()
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    pool.failed(target)
+                    log.warning(
+                        "upstream %s failed mid-response for request %s: %s; aborting the client",
+                        target.base,
+                        request_id,
+                        type(exc).__name__,
+                    )
+                    abort_connection(request)
+                    return response
+                if not chunk:
+                    break
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client went away; the upstream connection is closed by release().
+            abort_connection(request)
         return response
+
+
+def _may_retry(
+    pool: UpstreamPool,
+    tried: list[Target],
+    exc: BaseException,
+    method: str,
+    body: RequestBody | None,
+) -> bool:
+    """Whether a failed attempt may be sent again (to another target when there is one)."""
+    if len(tried) > pool.route.retries:
+        return False
+    if body is not None and body.sent:
+        # Those bytes are gone: a partly sent streamed body is never resent.
+        return False
+    if isinstance(exc, _NOTHING_SENT):
+        # Nothing reached the upstream (refused, connect timeout), or the pooled connection
+        # was closed as the request went out (the keep-alive race): safe for every method.
+        return True
+    # Later failures (read timeout, bad answer) are retried only when repeating the request
+    # cannot do anything twice.
+    return body is None and method in _IDEMPOTENT
+
+
+def _remaining(pool: UpstreamPool, started: float) -> aiohttp.ClientTimeout | None:
+    """The timeout for another attempt: what is left of the whole-request budget."""
+    total = pool.route.timeouts.total
+    if total is None:
+        return pool.timeout
+    left = total - (time.monotonic() - started)
+    return make_client_timeout(pool.route, left) if left > 0.05 else None
+
+
+def _all_down(pool: UpstreamPool) -> GatewayError:
+    return GatewayError(
+        503,
+        "No upstream of this route is healthy; retry later.",
+        headers={hdrs.RETRY_AFTER: str(pool.retry_after())},
+    )
+
+
+def _upstream_error(exc: Exception, base: str, request_id: str) -> GatewayError:
+    if isinstance(exc, TimeoutError):
+        log.warning("upstream %s timed out for request %s", base, request_id)
+        return GatewayError(504, "The upstream did not answer in time.")
+    log.warning("upstream %s unreachable for request %s: %s", base, request_id, type(exc).__name__)
+    return GatewayError(502, "The upstream could not be reached.")
 
 
 def setup_proxy(app: web.Application) -> Proxy:

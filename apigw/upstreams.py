@@ -1,50 +1,201 @@
-"""Upstream targets of a route and the choice among them.
+"""Upstream targets of a route: the choice among them and their passive health.
 
-A route owns an `UpstreamPool`; the proxy asks it for a target per request. Balancing and
-health state live here, so the proxy does not change when they grow.
+A route owns an `UpstreamPool`; the proxy asks it for a target per request and tells it how
+the attempt went. A target that fails `max_failures` times in a row is ejected for
+`eject_seconds`, then gets one trial request (half-open): success puts it back, failure
+ejects it again. Active checks (apigw/health.py) mark targets down and up on their own.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import logging
+import math
+import time
 
 import aiohttp
 
-from apigw.config import Route
+from apigw.config import Health, Route
+
+log = logging.getLogger("apigw.upstreams")
 
 
-@dataclass(slots=True, eq=False)
 class Target:
-    base: str  # scheme://host:port[/base-path], no trailing slash
-    in_flight: int = 0
+    """One base URL of a route and what the gateway knows about it."""
+
+    __slots__ = (
+        "base",
+        "checked_down",
+        "ejected",
+        "ejected_until",
+        "failures",
+        "in_flight",
+        "trial",
+    )
+
+    def __init__(self, base: str) -> None:
+        self.base = base  # scheme://host:port[/base-path], no trailing slash
+        self.in_flight = 0  # requests using it now, for least_outstanding
+        self.failures = 0  # consecutive failed attempts
+        self.ejected = False  # taken out by passive health
+        self.ejected_until = 0.0  # time.monotonic() when a trial may go to it
+        self.trial = False  # the single half-open trial request is under way
+        self.checked_down = False  # the last active check failed
+
+    @property
+    def available(self) -> bool:
+        return not self.ejected and not self.checked_down
+
+    def __repr__(self) -> str:
+        return f"Target({self.base!r})"
 
 
-@dataclass(slots=True, eq=False)
-class UpstreamPool:
-    """The targets of one route, picked round robin."""
-
-    route: Route
-    targets: tuple[Target, ...]
-    timeout: aiohttp.ClientTimeout
-    _cycle: itertools.cycle[Target] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._cycle = itertools.cycle(self.targets)
-
-    def pick(self) -> Target:
-        return next(self._cycle)
-
-
-def make_pool(route: Route) -> UpstreamPool:
+def make_client_timeout(route: Route, total: float | None) -> aiohttp.ClientTimeout:
     # sock_read bounds the wait for each chunk, not the whole response, so long streams live;
     # connect also bounds the wait for a free pooled connection.
-    timeout = aiohttp.ClientTimeout(
-        total=None,
+    return aiohttp.ClientTimeout(
+        total=total,
         connect=route.timeouts.connect,
         sock_connect=route.timeouts.connect,
         sock_read=route.timeouts.read,
     )
-    return UpstreamPool(
-        route=route, targets=tuple(Target(base=u) for u in route.upstreams), timeout=timeout
-    )
+
+
+class UpstreamPool:
+    """The targets of one route, picked round robin or by fewest outstanding requests."""
+
+    __slots__ = ("_cycle", "_down", "_least", "health", "route", "targets", "timeout")
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.health: Health = route.health
+        self.targets = tuple(Target(base) for base in route.upstreams)
+        self.timeout = make_client_timeout(route, route.timeouts.total)
+        self._cycle = itertools.cycle(self.targets)
+        self._least = route.balance == "least_outstanding"
+        # Targets ejected or checked down; while none is, picking skips every health test.
+        self._down = 0
+
+    def pick(self) -> Target | None:
+        """The target for a first attempt, or None when every target is down."""
+        if self._down == 0:
+            if self._least:
+                return self._least_outstanding(self.targets)
+            return next(self._cycle)
+        return self._choose(self.targets)
+
+    def pick_retry(self, tried: list[Target]) -> Target | None:
+        """A target for another attempt: one not tried yet, or the only one there is."""
+        others = tuple(t for t in self.targets if t not in tried)
+        if not others and len(self.targets) == 1:
+            others = self.targets
+        return self._choose(others) if others else None
+
+    def _choose(self, candidates: tuple[Target, ...]) -> Target | None:
+        if self._down:
+            now = time.monotonic()
+            for target in candidates:
+                if (
+                    target.ejected
+                    and not target.trial
+                    and not target.checked_down
+                    and now >= target.ejected_until
+                ):
+                    target.trial = True
+                    return target
+        if self._least:
+            return self._least_outstanding(tuple(t for t in candidates if t.available))
+        for _ in range(len(self.targets)):
+            target = next(self._cycle)
+            if target.available and target in candidates:
+                return target
+        return None
+
+    def _least_outstanding(self, candidates: tuple[Target, ...]) -> Target | None:
+        if not candidates:
+            return None
+        # Ties go round robin, so an idle pool still spreads its load.
+        start = next(self._cycle)
+        best = start if start in candidates else candidates[0]
+        for target in candidates:
+            if target.in_flight < best.in_flight:
+                best = target
+        return best
+
+    def succeeded(self, target: Target) -> None:
+        if target.failures or target.ejected:
+            target.failures = 0
+            if target.ejected:
+                log.info(
+                    "upstream %s of %s passed its trial; back in rotation",
+                    target.base,
+                    self.route.prefix,
+                )
+                self._set(target, ejected=False)
+            target.trial = False
+
+    def failed(self, target: Target) -> None:
+        target.failures += 1
+        if target.trial:
+            target.trial = False
+            target.ejected_until = time.monotonic() + self.health.eject_seconds
+            log.warning(
+                "upstream %s of %s failed its trial; ejected for %gs",
+                target.base,
+                self.route.prefix,
+                self.health.eject_seconds,
+            )
+        elif not target.ejected and target.failures >= self.health.max_failures:
+            target.ejected_until = time.monotonic() + self.health.eject_seconds
+            self._set(target, ejected=True)
+            log.warning(
+                "upstream %s of %s ejected for %gs after %d consecutive failures",
+                target.base,
+                self.route.prefix,
+                self.health.eject_seconds,
+                target.failures,
+            )
+
+    def released(self, target: Target) -> None:
+        """The attempt ended for a reason that says nothing about the target."""
+        target.trial = False
+
+    def checked(self, target: Target, ok: bool) -> None:
+        """The result of an active health check."""
+        if ok == target.checked_down:
+            log.log(
+                logging.INFO if ok else logging.WARNING,
+                "upstream %s of %s %s its health check",
+                target.base,
+                self.route.prefix,
+                "passed" if ok else "failed",
+            )
+            self._set(target, checked_down=not ok)
+
+    def _set(
+        self, target: Target, *, ejected: bool | None = None, checked_down: bool | None = None
+    ) -> None:
+        was_down = not target.available
+        if ejected is not None:
+            target.ejected = ejected
+        if checked_down is not None:
+            target.checked_down = checked_down
+        self._down += (not target.available) - was_down
+
+    def ready(self) -> bool:
+        """At least one target can take a request now or after its ejection ends."""
+        if self._down < len(self.targets):
+            return True
+        now = time.monotonic()
+        return any(
+            not t.checked_down and not t.trial and now >= t.ejected_until for t in self.targets
+        )
+
+    def retry_after(self) -> int:
+        """Whole seconds until some target may be tried again (for Retry-After)."""
+        now = time.monotonic()
+        waits = [
+            t.ejected_until - now if not t.checked_down else self.health.check_interval or 1.0
+            for t in self.targets
+        ]
+        return max(1, math.ceil(min(waits)))
