@@ -12,9 +12,11 @@ import sys
 from aiohttp import web
 
 from apigw.appkeys import KEYRING_KEY, OPEN_PATHS_KEY, OPEN_PREFIXES_KEY, SETTINGS_KEY
-from apigw.cli import fail, make_parser, serve, setup_logging
+from apigw.cli import fail, make_parser, setup_logging
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.health import READYZ_PATH, setup_health
 from apigw.keys import Keyring
+from apigw.lifecycle import serve_gateway, setup_lifecycle
 from apigw.openapi import DOCS_PATH, gateway_paths, setup_docs
 from apigw.proxy import defer_continue, setup_proxy
 from middleware import GATEWAY_MIDDLEWARES
@@ -37,11 +39,13 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app = web.Application(middlewares=GATEWAY_MIDDLEWARES, handler_args=SERVER_ARGS)
     app[SETTINGS_KEY] = settings
     app[KEYRING_KEY] = Keyring(settings.consumers)
-    app[OPEN_PATHS_KEY] = frozenset({"/healthz", DOCS_PATH})
+    app[OPEN_PATHS_KEY] = frozenset({"/healthz", READYZ_PATH, DOCS_PATH})
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get("/healthz", healthz)
     setup_docs(app, "API gateway", gateway_paths())
     proxy = setup_proxy(app)
+    setup_health(app)
+    setup_lifecycle(app, settings.shutdown)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
     return app
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_gateway_settings(args.config, os.environ, production=args.production)
     except ConfigError as exc:
         return fail("gateway", f"config error: {exc}")
-    serve(
+    serve_gateway(
         lambda: create_app(settings),
         args.host,
         args.port,

@@ -1,31 +1,24 @@
 """gunicorn defaults for the gateway: gunicorn gateway:create_app -c gunicorn.conf.py
 
 Every value can be overridden on the command line (e.g. --workers 4 --bind 0.0.0.0:8000).
+Reload the config with `kill -HUP <master pid>`: the master checks it first (a bad one is
+logged and the running one kept), forks new workers, and the old ones drain and exit.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from typing import Any
 
-from apigw.config import ConfigError, load_gateway_settings
+from apigw.gunicorn_hooks import on_reload, on_starting, post_fork, post_worker_init
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8000")
 # An async worker uses one core fully; more workers than cores only adds switching.
 workers = int(os.environ.get("GATEWAY_WORKERS", "0")) or (os.cpu_count() or 1)
 worker_class = "aiohttp.GunicornUVLoopWebWorker"
-# In-flight requests and streams get this long to finish after SIGTERM.
-graceful_timeout = 30
+# graceful_timeout (how long a worker may drain after SIGTERM) is set by on_starting from
+# the gateway config: shutdown.drain_delay + shutdown.grace + 2 s.
 # Becomes aiohttp's idle keep-alive timeout for client connections.
 keepalive = 15
 # aiohttp's worker ignores --limit-request-* and --worker-connections; limits live in the app.
 
-
-def on_starting(server: Any) -> None:
-    """Check the config once in the master, so a bad one is one line, not a crash per worker."""
-    try:
-        load_gateway_settings()
-    except ConfigError as exc:
-        sys.stderr.write(f"gateway: config error: {exc}\n")
-        sys.exit(2)
+__all__ = ["on_reload", "on_starting", "post_fork", "post_worker_init"]

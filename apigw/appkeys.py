@@ -9,14 +9,20 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from apigw.config import GatewaySettings, ServiceSettings
+    from apigw.health import HealthChecks
     from apigw.keys import Keyring
+    from apigw.lifecycle import Lifecycle
     from apigw.proxy import Proxy
+    from apigw.reload import Reloader
 
 SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
 SERVICE_SETTINGS_KEY: web.AppKey[ServiceSettings] = web.AppKey("service_settings")
 KEYRING_KEY: web.AppKey[Keyring] = web.AppKey("keyring")
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
+HEALTH_CHECKS_KEY: web.AppKey[HealthChecks] = web.AppKey("health_checks")
+LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
+RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # Paths that need neither a client key nor a gateway secret.

@@ -36,6 +36,10 @@ class Keyring:
     def __init__(self, consumers: tuple[Consumer, ...]) -> None:
         self._entries = tuple((c.digest, c.name) for c in consumers)
 
+    def replace(self, consumers: tuple[Consumer, ...]) -> None:
+        """Swap in a reloaded set at once: a lookup sees the old set or the new, never a mix."""
+        self._entries = tuple((c.digest, c.name) for c in consumers)
+
     def consumer_for(self, key: bytes) -> str | None:
         presented = hashlib.sha256(key).digest()
         found = None

@@ -1,0 +1,93 @@
+"""gunicorn server hooks for the gateway (gunicorn.conf.py wires them in).
+
+The master parses the config at start and again on every SIGHUP, before it forks the new
+workers; a bad config is one log line and the new workers get the last good one, so a reload
+can never stop the gateway. Each worker drains on SIGTERM the way `python gateway.py` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.lifecycle import install_signal_handlers
+
+# Where the master keeps the last config that passed its checks, on its own objects.
+_SETTINGS_ATTR = "apigw_settings"
+
+
+def on_starting(server: Any) -> None:
+    """Master, once: a bad config is one line and exit status 2, not a crash per worker."""
+    try:
+        settings = load_gateway_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"gateway: config error: {exc}\n")
+        sys.exit(2)
+    _accept(server, settings)
+
+
+def on_reload(server: Any) -> None:
+    """Master, on SIGHUP, before the new workers are forked."""
+    try:
+        settings = load_gateway_settings()
+    except ConfigError as exc:
+        server.log.error("config reload failed, keeping the running config: %s", exc)
+        settings = getattr(server, _SETTINGS_ATTR)
+    _accept(server, settings)
+
+
+def _accept(server: Any, settings: GatewaySettings) -> None:
+    setattr(server, _SETTINGS_ATTR, settings)
+    # The master kills a worker this long after SIGTERM: room for the drain delay, the grace
+    # period, and the worker loop's one-second tick.
+    shutdown = settings.shutdown
+    server.cfg.set("graceful_timeout", math.ceil(shutdown.drain_delay + shutdown.grace + 2))
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker, just forked: it serves the settings the master checked."""
+    setattr(worker, _SETTINGS_ATTR, getattr(server, _SETTINGS_ATTR))
+
+
+def post_worker_init(worker: Any) -> None:
+    """Worker, factory imported: give it the settings and the drain-on-SIGTERM handler."""
+    settings: GatewaySettings = getattr(worker, _SETTINGS_ATTR)
+    factory: Callable[[GatewaySettings], Awaitable[web.Application]] = worker.wsgi
+
+    heartbeat: list[asyncio.Task[None]] = []
+
+    def stop() -> None:
+        # gunicorn's own SIGTERM path: the worker loop ends and its runner cleans up, which
+        # closes the listener and waits for requests under way (graceful_timeout).
+        worker.handle_exit(signal.SIGTERM, None)
+        if not heartbeat:
+            # The master takes a worker silent for `timeout` as hung; draining is not hung.
+            heartbeat.append(asyncio.get_running_loop().create_task(_heartbeat(worker)))
+
+    async def on_startup(app: web.Application) -> None:
+        install_signal_handlers(app, stop, drain_signals=(signal.SIGTERM,))
+
+    async def on_cleanup(app: web.Application) -> None:
+        for task in heartbeat:
+            task.cancel()
+
+    async def app_factory() -> web.Application:
+        app = await factory(settings)
+        app.on_startup.append(on_startup)
+        app.on_cleanup.append(on_cleanup)
+        return app
+
+    worker.wsgi = app_factory
+
+
+async def _heartbeat(worker: Any) -> None:
+    while True:
+        worker.notify()
+        await asyncio.sleep(1.0)
