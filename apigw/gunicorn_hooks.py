@@ -54,6 +54,9 @@ def _accept(server: Any, settings: GatewaySettings) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """Worker, just forked: it serves the settings the master checked."""
     setattr(worker, _SETTINGS_ATTR, getattr(server, _SETTINGS_ATTR))
+    # Until the worker installs its own handler, it inherits the master's, which would only
+    # queue a SIGTERM in this process's copy of the master: the worker would never stop.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def post_worker_init(worker: Any) -> None:
@@ -73,6 +76,7 @@ def post_worker_init(worker: Any) -> None:
 
     async def on_startup(app: web.Application) -> None:
         install_signal_handlers(app, stop, drain_signals=(signal.SIGTERM,))
+        worker.log.info("Worker %s serving the gateway", worker.pid)
 
     async def on_cleanup(app: web.Application) -> None:
         for task in heartbeat:
