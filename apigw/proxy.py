@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
+from time import monotonic
 
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
@@ -159,7 +159,7 @@ class Proxy:
                 raise
             request.writer.output_size = 0
         session = request.app[SESSION_KEY]
-        started = time.monotonic()
+        started = monotonic()
         timeout = pool.timeout
         tried: list[Target] = []
         while True:
@@ -245,8 +245,9 @@ class Proxy:
                     break
                 await response.write(chunk)
             await response.write_eof()
-        except ConnectionResetError:
-            # The client went away; the upstream connection is closed by release().
+        except ConnectionError:
+            # The client went away (reset, or lost while we waited to write); release()
+            # then closes the upstream connection, whose response was not read to the end.
             abort_connection(request)
         return response
 
@@ -278,7 +279,7 @@ def _remaining(pool: UpstreamPool, started: float) -> aiohttp.ClientTimeout | No
     total = pool.route.timeouts.total
     if total is None:
         return pool.timeout
-    left = total - (time.monotonic() - started)
+    left = total - (monotonic() - started)
     return make_client_timeout(pool.route, left) if left > 0.05 else None
 
 

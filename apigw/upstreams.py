@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import time
+from time import monotonic
 
 import aiohttp
 
@@ -38,7 +38,7 @@ class Target:
         self.in_flight = 0  # requests using it now, for least_outstanding
         self.failures = 0  # consecutive failed attempts
         self.ejected = False  # taken out by passive health
-        self.ejected_until = 0.0  # time.monotonic() when a trial may go to it
+        self.ejected_until = 0.0  # monotonic() when a trial may go to it
         self.trial = False  # the single half-open trial request is under way
         self.checked_down = False  # the last active check failed
 
@@ -93,7 +93,7 @@ class UpstreamPool:
 
     def _choose(self, candidates: tuple[Target, ...]) -> Target | None:
         if self._down:
-            now = time.monotonic()
+            now = monotonic()
             for target in candidates:
                 if (
                     target.ejected
@@ -138,7 +138,7 @@ class UpstreamPool:
         target.failures += 1
         if target.trial:
             target.trial = False
-            target.ejected_until = time.monotonic() + self.health.eject_seconds
+            target.ejected_until = monotonic() + self.health.eject_seconds
             log.warning(
                 "upstream %s of %s failed its trial; ejected for %gs",
                 target.base,
@@ -146,7 +146,7 @@ class UpstreamPool:
                 self.health.eject_seconds,
             )
         elif not target.ejected and target.failures >= self.health.max_failures:
-            target.ejected_until = time.monotonic() + self.health.eject_seconds
+            target.ejected_until = monotonic() + self.health.eject_seconds
             self._set(target, ejected=True)
             log.warning(
                 "upstream %s of %s ejected for %gs after %d consecutive failures",
@@ -186,16 +186,17 @@ class UpstreamPool:
         """At least one target can take a request now or after its ejection ends."""
         if self._down < len(self.targets):
             return True
-        now = time.monotonic()
+        now = monotonic()
         return any(
             not t.checked_down and not t.trial and now >= t.ejected_until for t in self.targets
         )
 
     def retry_after(self) -> int:
         """Whole seconds until some target may be tried again (for Retry-After)."""
-        now = time.monotonic()
+        now = monotonic()
         waits = [
-            t.ejected_until - now if not t.checked_down else self.health.check_interval or 1.0
+            self.health.check_interval or 1.0 if t.checked_down else t.ejected_until - now
             for t in self.targets
+            if not t.available
         ]
-        return max(1, math.ceil(min(waits)))
+        return max(1, math.ceil(min(waits, default=1)))

@@ -1,0 +1,130 @@
+"""/healthz and /readyz, draining, and config reload in one process (signals: test_faults)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from apigw.appkeys import LIFECYCLE_KEY, RELOADER_KEY
+from apigw.config import load_gateway_settings
+from apigw.keys import digest_of
+from tests.conftest import DEMO_KEY, OTHER_KEY, TEST_SECRET, GatewayFactory, make_settings
+from tests.fakes import ServerFactory, start_named
+
+KEY = {"x-api-key": DEMO_KEY}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_probes_need_no_key(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory, path: str
+) -> None:
+    a = await start_named(aiohttp_server, "a")
+    client = await make_gateway(make_settings({"/users": [a.url]}))
+    resp = await client.get(path)
+    assert resp.status == 200
+    assert a.served == 0
+
+
+async def test_readyz_fails_while_draining(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory
+) -> None:
+    a = await start_named(aiohttp_server, "a")
+    client = await make_gateway(make_settings({"/users": [a.url]}))
+    client.app[LIFECYCLE_KEY].draining = True
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert resp.content_type == "application/problem+json"
+    # Draining only changes readiness: requests are still served.
+    assert (await client.get("/users/1", headers=KEY)).status == 200
+
+
+def write_config(path: Path, upstream: str, consumers: dict[str, str]) -> None:
+    document = {
+        "routes": [{"prefix": "/users", "upstreams": [upstream]}],
+        "consumers": [
+            {"name": name, "key_sha256": digest_of(key.encode()).hex()}
+            for name, key in consumers.items()
+        ],
+    }
+    path.write_text(yaml.safe_dump(document))
+
+
+async def test_reload_swaps_routes_and_keys_for_new_requests_while_old_ones_finish(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    old, new = await start_named(aiohttp_server, "old"), await start_named(aiohttp_server, "new")
+    config = tmp_path / "gateway.yaml"
+    write_config(config, old.url, {"demo": DEMO_KEY})
+    settings = load_gateway_settings(config, {"GATEWAY_SECRET": TEST_SECRET})
+    client = await make_gateway(settings)
+    in_flight = asyncio.create_task(client.get("/users/hold/1", headers=KEY))
+    deadline = time.monotonic() + 5
+    while old.served == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+    write_config(config, new.url, {"other": OTHER_KEY})
+    assert await client.app[RELOADER_KEY].reload()
+
+    assert (await client.get("/users/1", headers=KEY)).status == 401
+    resp = await client.get("/users/1", headers={"x-api-key": OTHER_KEY})
+    assert (await resp.json())["backend"] == "new"
+    old.release.set()
+    finished = await in_flight
+    assert finished.status == 200
+    assert (await finished.json())["backend"] == "old"
+
+
+async def test_bad_config_reload_keeps_the_running_one_and_logs_one_line(
+    make_gateway: GatewayFactory,
+    aiohttp_server: ServerFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a = await start_named(aiohttp_server, "a")
+    config = tmp_path / "gateway.yaml"
+    write_config(config, a.url, {"demo": DEMO_KEY})
+    client = await make_gateway(load_gateway_settings(config, {"GATEWAY_SECRET": TEST_SECRET}))
+    document: dict[str, Any] = yaml.safe_load(config.read_text())
+    document["routes"][0]["upstreams"] = ["ftp://nowhere"]
+    config.write_text(yaml.safe_dump(document))
+    with caplog.at_level(logging.INFO, logger="apigw"):
+        assert not await client.app[RELOADER_KEY].reload()
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1
+    message = errors[0].getMessage()
+    assert "\n" not in message
+    assert "routes[0].upstreams[0]" in message
+    assert "keeping the running config" in message
+    assert (await client.get("/users/1", headers=KEY)).status == 200
+
+
+async def test_reload_of_a_gateway_built_without_a_file_is_skipped(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory
+) -> None:
+    a = await start_named(aiohttp_server, "a")
+    client = await make_gateway(make_settings({"/users": [a.url]}))
+    assert not await client.app[RELOADER_KEY].reload()
+
+
+async def test_client_leaving_mid_download_is_not_an_error(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await start_named(aiohttp_server, "a")
+    client = await make_gateway(make_settings({"/users": [a.url]}))
+    with caplog.at_level(logging.WARNING):
+        resp = await client.get("/users/drip", headers=KEY)
+        await resp.content.readexactly(3)
+        resp.close()
+        # The gateway notices on its next write, and closes the upstream connection.
+        deadline = time.monotonic() + 5
+        while not a.body_errors:
+            assert time.monotonic() < deadline, "the upstream stream was never closed"
+            await asyncio.sleep(0.02)
+    assert [r for r in caplog.records if r.name == "apigw.errors"] == []
