@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.procs import KEY, Procs, SteadyLoad, gateway_document, port_open
+from tests.faultprocs import KEY, Procs, SteadyLoad, gateway_document, port_open
 
 MiB = 1 << 20
 # Short drains keep the tests quick; the behaviour is the same at the defaults.
