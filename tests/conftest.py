@@ -110,7 +110,7 @@ class EchoUpstream:
             stream.content_length = size
             await stream.prepare(request)
             chunk = b"x" * 65536
-            left = size
+            left = size if request.method != "HEAD" else 0
             while left:
                 part = chunk[: min(left, len(chunk))]
                 await stream.write(part)
