@@ -64,9 +64,8 @@ async def test_gateway_serves_under_gunicorn_with_two_workers(tmp_path: Path) ->
                 assert resp.status == 401
             async with http.get(f"http://127.0.0.1:{gateway_port}/docs/") as resp:
                 assert resp.status == 200
-        workers = subprocess.run(
-            ["pgrep", "-P", str(gunicorn.popen.pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
+        pid = gunicorn.popen.pid
+        workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         assert len(workers) == 2
     finally:
         assert gunicorn.stop() == 0
