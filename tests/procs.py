@@ -41,6 +41,16 @@ class Proc:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not listen on {self.port}:\n{self.log()}")
 
+    def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} never printed {text!r}:\n{self.log()}")
+
     def log(self) -> str:
         if not self._log.closed:
             self._log.flush()

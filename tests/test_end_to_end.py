@@ -98,7 +98,7 @@ def test_make_run_starts_all_three_and_ctrl_c_stops_them(tmp_path: Path) -> None
     args += [f"--{name}-port={port}" for name, port in ports.items()]
     run = Proc("run", args, ports["gateway"], env, tmp_path)
     try:
-        run.wait_listening()
+        run.wait_for_output("Ctrl-C stops all three.")
         with urllib.request.urlopen(
             urllib.request.Request(
                 f"http://127.0.0.1:{ports['gateway']}/users/1", headers={"x-api-key": DEMO_KEY}

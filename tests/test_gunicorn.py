@@ -68,8 +68,9 @@ async def test_gateway_serves_under_gunicorn_with_two_workers(tmp_path: Path) ->
         workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         assert len(workers) == 2
     finally:
-        assert gunicorn.stop() == 0
+        gunicorn_status = gunicorn.stop()
         users.stop()
+    assert gunicorn_status == 0
     log = gunicorn.log()
     assert "Traceback" not in log
     assert secret not in log and DEMO_KEY not in log
