@@ -54,9 +54,10 @@ def _accept(server: Any, settings: GatewaySettings) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """Worker, just forked: it serves the settings the master checked."""
     setattr(worker, _SETTINGS_ATTR, getattr(server, _SETTINGS_ATTR))
-    # Until the worker installs its own handler, it inherits the master's, which would only
-    # queue a SIGTERM in this process's copy of the master: the worker would never stop.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A SIGTERM that comes while the worker boots would be lost (first the master's inherited
+    # handler takes it, then uvloop drops signals that arrive before its loop runs), and the
+    # worker would never stop. Held pending until the drain handler is in place instead.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def post_worker_init(worker: Any) -> None:
@@ -76,6 +77,7 @@ def post_worker_init(worker: Any) -> None:
 
     async def on_startup(app: web.Application) -> None:
         install_signal_handlers(app, stop, drain_signals=(signal.SIGTERM,))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         worker.log.info("Worker %s serving the gateway", worker.pid)
 
     async def on_cleanup(app: web.Application) -> None:

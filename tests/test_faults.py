@@ -290,3 +290,14 @@ async def test_gunicorn_sigterm_lets_a_download_finish(procs: Procs) -> None:
     assert got == size
     assert await master.exited(15) == 0
     print(f"\ngunicorn SIGTERM mid-download: {got / MiB:.0f} MiB, finished {took:.1f}s after")
+
+
+async def test_gunicorn_worker_told_to_stop_while_booting_still_stops(procs: Procs) -> None:
+    a = procs.backend("a")
+    master = procs.gunicorn(gateway_document({"/users": [a.url]}, shutdown=FAST_SHUTDOWN))
+    # The master listens before its workers have imported the app: SIGTERM lands mid-boot.
+    await wait_for(lambda: port_open(master.port), 15, "the master to listen")
+    master.send(signal.SIGTERM)
+    # Well under graceful_timeout (23 s here), after which the master would kill a worker
+    # that lost the signal.
+    assert await master.exited(10) == 0
