@@ -8,6 +8,7 @@ from time import monotonic
 
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
+from multidict import CIMultiDict
 from yarl import URL
 
 from apigw.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
@@ -20,8 +21,9 @@ from apigw.headers import (
     request_id_from,
     upstream_request_headers,
 )
+from apigw.retries import may_retry, next_attempt_timeout
 from apigw.routing import RouteTable, check_target
-from apigw.upstreams import Target, UpstreamPool, make_client_timeout
+from apigw.upstreams import Target, UpstreamPool
 
 log = logging.getLogger("apigw.proxy")
 
@@ -30,15 +32,6 @@ ALLOW = ", ".join(sorted(FORWARDED_METHODS))
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# Failures of a request whose body (if any) has not started: the connection was refused or
-# timed out (nothing sent), or a pooled connection was closed or reset under it (the
-# keep-alive race). ClientOSError covers ClientConnectorError and connection resets.
-_NOTHING_SENT = (
-    aiohttp.ClientOSError,
-    aiohttp.ConnectionTimeoutError,
-    aiohttp.ServerDisconnectedError,
-)
 
 
 def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
@@ -106,7 +99,6 @@ class Proxy:
         pool = state.routes.match(path)
         if pool is None:
             raise GatewayError(404, "No route matches this path.")
-        method = request.method  # method_middleware let only FORWARDED_METHODS through
         consumer = request.get(CONSUMER_KEY)
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
@@ -154,22 +146,43 @@ class Proxy:
                 pool.released(target)
                 raise
             request.writer.output_size = 0
+        upstream, target = await self._send(request, pool, target, headers, body)
+        try:
+            if upstream.status >= 500 and pool.health.fail_on_5xx:
+                pool.failed(target)
+            else:
+                pool.succeeded(target)
+            return await self._relay(request, upstream, request_id, pool, target)
+        finally:
+            target.in_flight -= 1
+            upstream.release()
+
+    async def _send(
+        self,
+        request: web.Request,
+        pool: UpstreamPool,
+        target: Target,
+        headers: CIMultiDict[str],
+        body: RequestBody | None,
+    ) -> tuple[aiohttp.ClientResponse, Target]:
+        """Send the request to `target`, and again elsewhere when retries.py allows it."""
         session = request.app[SESSION_KEY]
+        method = request.method  # method_middleware let only FORWARDED_METHODS through
         started = monotonic()
         timeout = pool.timeout
-        tried: list[Target] = []
+        tried: list[Target] | None = None  # made on a failure only
         while True:
             target.in_flight += 1
             try:
                 upstream = await session.request(
                     method,
-                    URL(target.base + raw, encoded=True),
+                    URL(target.base + request.raw_path, encoded=True),
                     headers=headers,
                     data=body,
                     allow_redirects=False,
                     timeout=timeout,
                 )
-                break
+                return upstream, target
             except BaseException as exc:
                 target.in_flight -= 1
                 # A body stopped by its own limits surfaces as a connection error: say why.
@@ -180,31 +193,23 @@ class Proxy:
                     pool.released(target)
                     raise
                 pool.failed(target)
-                tried.append(target)
-                left = _remaining(pool, started)
+                tried = [*(tried or ()), target]
                 retry = None
-                if left is not None and _may_retry(pool, tried, exc, method, body):
-                    retry = pool.pick_retry(tried)
-                if retry is None or left is None:
-                    raise _upstream_error(exc, target.base, request_id) from None
-                timeout = left
+                if may_retry(pool.route, len(tried), exc, method, body):
+                    next_timeout = next_attempt_timeout(pool.route, started)
+                    if next_timeout is not None:
+                        retry = pool.pick_retry(tried)
+                        timeout = next_timeout
+                if retry is None:
+                    raise _upstream_error(exc, target.base, request[REQUEST_ID_KEY]) from None
                 log.warning(
                     "upstream %s failed for request %s: %s; retrying on %s",
                     target.base,
-                    request_id,
+                    request[REQUEST_ID_KEY],
                     type(exc).__name__,
                     retry.base,
                 )
                 target = retry
-        try:
-            if upstream.status >= 500 and pool.health.fail_on_5xx:
-                pool.failed(target)
-            else:
-                pool.succeeded(target)
-            return await self._relay(request, upstream, request_id, pool, target)
-        finally:
-            target.in_flight -= 1
-            upstream.release()
 
     async def _relay(
         self,
@@ -246,37 +251,6 @@ class Proxy:
             # then closes the upstream connection, whose response was not read to the end.
             abort_connection(request)
         return response
-
-
-def _may_retry(
-    pool: UpstreamPool,
-    tried: list[Target],
-    exc: BaseException,
-    method: str,
-    body: RequestBody | None,
-) -> bool:
-    """Whether a failed attempt may be sent again (to another target when there is one)."""
-    if len(tried) > pool.route.retries:
-        return False
-    if body is not None and body.sent:
-        # Those bytes are gone: a partly sent streamed body is never resent.
-        return False
-    if isinstance(exc, _NOTHING_SENT):
-        # Nothing reached the upstream (refused, connect timeout), or the pooled connection
-        # was closed as the request went out (the keep-alive race): safe for every method.
-        return True
-    # Later failures (read timeout, bad answer) are retried only when repeating the request
-    # cannot do anything twice.
-    return body is None and method in _IDEMPOTENT
-
-
-def _remaining(pool: UpstreamPool, started: float) -> aiohttp.ClientTimeout | None:
-    """The timeout for another attempt: what is left of the whole-request budget."""
-    total = pool.route.timeouts.total
-    if total is None:
-        return pool.timeout
-    left = total - (monotonic() - started)
-    return make_client_timeout(pool.route, left) if left > 0.05 else None
 
 
 def _all_down(pool: UpstreamPool) -> GatewayError:
