@@ -1,4 +1,4 @@
-"""The client's request body as the upstream reads it: streamed, counted, capped, idle-timed.
+"""The client's request body as the upstream reads it: streamed, counted, capped, timed.
 
 aiohttp's `client_max_size` does not apply to a streamed `request.content`, and the server has
 no body timeout, so both are enforced here, chunk by chunk.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from time import monotonic
 
 from aiohttp import StreamReader
 
@@ -21,14 +22,20 @@ class RequestBody:
     connection, and the proxy answers with this instead.
     """
 
-    __slots__ = ("_content", "_idle_timeout", "_max_bytes", "error", "sent")
+    __slots__ = ("_content", "_deadline", "_idle_timeout", "_max_bytes", "error", "sent")
 
     def __init__(
-        self, content: StreamReader, *, max_bytes: int | None, idle_timeout: float | None
+        self,
+        content: StreamReader,
+        *,
+        max_bytes: int | None,
+        idle_timeout: float | None,
+        deadline: float | None = None,
     ) -> None:
         self._content = content
         self._max_bytes = max_bytes
         self._idle_timeout = idle_timeout
+        self._deadline = deadline  # time.monotonic() by which the whole request must be done
         self.sent = 0  # bytes handed to the upstream connection so far
         self.error: GatewayError | None = None
 
@@ -39,6 +46,7 @@ class RequestBody:
         read = self._content.readany
         idle = self._idle_timeout
         limit = self._max_bytes
+        deadline = self._deadline
         while True:
             try:
                 if idle is None:
@@ -51,6 +59,11 @@ class RequestBody:
                 raise self.error from None
             if not chunk:
                 return
+            if deadline is not None and monotonic() > deadline:
+                self.error = GatewayError(
+                    408, "The request took longer than allowed in total.", close=True
+                )
+                raise self.error
             self.sent += len(chunk)
             if limit is not None and self.sent > limit:
                 self.error = GatewayError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from time import monotonic
 
 import aiohttp
@@ -21,7 +21,7 @@ from apigw.headers import (
     request_id_from,
     upstream_request_headers,
 )
-from apigw.retries import may_retry, next_attempt_timeout
+from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_target
 from apigw.upstreams import Target, UpstreamPool
 
@@ -112,6 +112,9 @@ class Proxy:
             client_ip=request.remote,
             scheme=request.scheme,
         )
+        # The whole-request limit is checked at every chunk both ways and before a retry;
+        # every single wait is capped by it too (make_client_timeout). No timer per request.
+        deadline = None if pool.total is None else monotonic() + pool.total
         body = None
         if request.body_exists:
             route = pool.route
@@ -129,6 +132,7 @@ class Proxy:
                 request.content,
                 max_bytes=route.max_body_bytes,
                 idle_timeout=route.timeouts.body_idle,
+                deadline=deadline,
             )
         # Picked last: a pick may claim a half-open trial, which every path below settles.
         target = pool.pick()
@@ -146,81 +150,98 @@ class Proxy:
                 pool.released(target)
                 raise
             request.writer.output_size = 0
-        upstream, target = await self._send(request, pool, target, headers, body)
+        target.in_flight += 1
+        try:
+            upstream = await self._attempt(request, pool, target, headers, body)
+        except BaseException as exc:
+            target.in_flight -= 1
+            upstream, target = await self._retry(
+                request, pool, target, headers, body, deadline, exc
+            )
         try:
             if upstream.status >= 500 and pool.health.fail_on_5xx:
                 pool.failed(target)
             else:
                 pool.succeeded(target)
-            return await self._relay(request, upstream, request_id, pool, target)
+            return await self._relay(request, upstream, pool, target, deadline)
         finally:
             target.in_flight -= 1
             upstream.release()
 
-    async def _send(
+    @staticmethod
+    def _attempt(
+        request: web.Request,
+        pool: UpstreamPool,
+        target: Target,
+        headers: CIMultiDict[str],
+        body: RequestBody | None,
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        # method_middleware lets only FORWARDED_METHODS through.
+        return request.app[SESSION_KEY].request(
+            request.method,
+            URL(target.base + request.raw_path, encoded=True),
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            timeout=pool.timeout,
+        )
+
+    async def _retry(
         self,
         request: web.Request,
         pool: UpstreamPool,
         target: Target,
         headers: CIMultiDict[str],
         body: RequestBody | None,
+        deadline: float | None,
+        exc: BaseException,
     ) -> tuple[aiohttp.ClientResponse, Target]:
-        """Send the request to `target`, and again elsewhere when retries.py allows it."""
-        session = request.app[SESSION_KEY]
-        method = request.method  # method_middleware let only FORWARDED_METHODS through
-        started = monotonic()
-        timeout = pool.timeout
-        tried: list[Target] | None = None  # made on a failure only
+        """After a failed attempt: send again elsewhere when retries.py allows it, else raise
+        what the client gets. Off the hot path: only failures come here."""
+        tried: list[Target] = []
         while True:
+            # A body stopped by its own limits surfaces as a connection error: say why.
+            if body is not None and body.error is not None:
+                pool.released(target)
+                raise body.error from None
+            if not isinstance(exc, (aiohttp.ClientError, OSError)):
+                pool.released(target)
+                raise exc
+            pool.failed(target)
+            tried.append(target)
+            retry = None
+            if may_retry(pool.route, len(tried), exc, request.method, body) and (
+                deadline is None or monotonic() < deadline
+            ):
+                retry = pool.pick_retry(tried)
+            if retry is None:
+                raise _upstream_error(exc, target.base, request[REQUEST_ID_KEY]) from None
+            log.warning(
+                "upstream %s failed for request %s: %s; retrying on %s",
+                target.base,
+                request[REQUEST_ID_KEY],
+                type(exc).__name__,
+                retry.base,
+            )
+            target = retry
             target.in_flight += 1
             try:
-                upstream = await session.request(
-                    method,
-                    URL(target.base + request.raw_path, encoded=True),
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                    timeout=timeout,
-                )
-                return upstream, target
-            except BaseException as exc:
+                return await self._attempt(request, pool, target, headers, body), target
+            except BaseException as again:
                 target.in_flight -= 1
-                # A body stopped by its own limits surfaces as a connection error: say why.
-                if body is not None and body.error is not None:
-                    pool.released(target)
-                    raise body.error from None
-                if not isinstance(exc, (aiohttp.ClientError, OSError)):
-                    pool.released(target)
-                    raise
-                pool.failed(target)
-                tried = [*(tried or ()), target]
-                retry = None
-                if may_retry(pool.route, len(tried), exc, method, body):
-                    next_timeout = next_attempt_timeout(pool.route, started)
-                    if next_timeout is not None:
-                        retry = pool.pick_retry(tried)
-                        timeout = next_timeout
-                if retry is None:
-                    raise _upstream_error(exc, target.base, request[REQUEST_ID_KEY]) from None
-                log.warning(
-                    "upstream %s failed for request %s: %s; retrying on %s",
-                    target.base,
-                    request[REQUEST_ID_KEY],
-                    type(exc).__name__,
-                    retry.base,
-                )
-                target = retry
+                exc = again
 
     async def _relay(
         self,
         request: web.Request,
         upstream: aiohttp.ClientResponse,
-        request_id: str,
         pool: UpstreamPool,
         target: Target,
+        deadline: float | None,
     ) -> web.StreamResponse:
         if upstream.status == 101:
             raise GatewayError(502, "The upstream tried to switch protocols.")
+        request_id = request[REQUEST_ID_KEY]
         response = web.StreamResponse(
             status=upstream.status,
             reason=upstream.reason,
@@ -244,6 +265,13 @@ class Proxy:
                     return response
                 if not chunk:
                     break
+                if deadline is not None and monotonic() > deadline:
+                    log.warning(
+                        "request %s took longer than its total timeout; aborting the client",
+                        request_id,
+                    )
+                    abort_connection(request)
+                    return response
                 await response.write(chunk)
             await response.write_eof()
         except ConnectionError:

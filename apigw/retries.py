@@ -1,4 +1,4 @@
-"""When a failed upstream attempt may be sent again, and how much time the next one gets.
+"""When a failed upstream attempt may be sent again.
 
 A request whose body has not started (connection refused or timed out, or a pooled
 connection closed by the backend as the request went out: the keep-alive race) is retried
@@ -8,13 +8,10 @@ A body that has started to go out is never sent again: those bytes are gone.
 
 from __future__ import annotations
 
-from time import monotonic
-
 import aiohttp
 
 from apigw.bodies import RequestBody
 from apigw.config import Route
-from apigw.upstreams import make_client_timeout
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # ClientOSError covers ClientConnectorError (refused, unreachable) and connection resets.
@@ -23,8 +20,6 @@ _BEFORE_THE_BODY = (
     aiohttp.ConnectionTimeoutError,
     aiohttp.ServerDisconnectedError,
 )
-# Less than this left of the whole-request budget is not worth another attempt.
-_MIN_ATTEMPT_SECONDS = 0.05
 
 
 def may_retry(
@@ -39,12 +34,3 @@ def may_retry(
         return True
     # A read timeout or a bad answer: the upstream may have acted on the request already.
     return body is None and method in IDEMPOTENT_METHODS
-
-
-def next_attempt_timeout(route: Route, started: float) -> aiohttp.ClientTimeout | None:
-    """The timeout of another attempt: what is left of the whole-request budget, if enough."""
-    total = route.timeouts.total
-    if total is None:
-        return make_client_timeout(route, None)
-    left = total - (monotonic() - started)
-    return make_client_timeout(route, left) if left > _MIN_ATTEMPT_SECONDS else None

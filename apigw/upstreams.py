@@ -50,27 +50,31 @@ class Target:
         return f"Target({self.base!r})"
 
 
-def make_client_timeout(route: Route, total: float | None) -> aiohttp.ClientTimeout:
-    # sock_read bounds the wait for each chunk, not the whole response, so long streams live;
-    # connect also bounds the wait for a free pooled connection.
+def make_client_timeout(route: Route) -> aiohttp.ClientTimeout:
+    """Per attempt: connect, and the longest wait for each chunk (not the whole response,
+    so long streams live). The whole-request limit caps every single wait too."""
+    timeouts = route.timeouts
+    total = timeouts.total if timeouts.total is not None else math.inf
     return aiohttp.ClientTimeout(
-        total=total,
-        connect=route.timeouts.connect,
-        sock_connect=route.timeouts.connect,
-        sock_read=route.timeouts.read,
+        total=None,
+        # connect also bounds the wait for a free pooled connection.
+        connect=min(timeouts.connect, total),
+        sock_connect=min(timeouts.connect, total),
+        sock_read=min(timeouts.read, total),
     )
 
 
 class UpstreamPool:
     """The targets of one route, picked round robin or by fewest outstanding requests."""
 
-    __slots__ = ("_cycle", "_down", "_least", "health", "route", "targets", "timeout")
+    __slots__ = ("_cycle", "_down", "_least", "health", "route", "targets", "timeout", "total")
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self.health: Health = route.health
         self.targets = tuple(Target(base) for base in route.upstreams)
-        self.timeout = make_client_timeout(route, route.timeouts.total)
+        self.timeout = make_client_timeout(route)
+        self.total = route.timeouts.total
         self._cycle = itertools.cycle(self.targets)
         self._least = route.balance == "least_outstanding"
         # Targets ejected or checked down; while none is, picking skips every health test.

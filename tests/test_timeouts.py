@@ -4,6 +4,7 @@ upload that stalls gives 408 and cancels the upstream request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -122,6 +123,35 @@ async def test_stalled_upload_is_408_and_the_upstream_request_is_cancelled(
     while not sink.body_errors:
         assert time.monotonic() < deadline, "the upstream request was never cancelled"
         await asyncio.sleep(0.02)
+
+
+async def test_upload_dripping_past_the_total_timeout_is_408(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory
+) -> None:
+    sink = await start_named(aiohttp_server, "sink")
+    settings = make_settings(
+        {"/users": [sink.url]}, extra={"timeouts": {"total": 0.5, "body_idle": 5}}
+    )
+    client = await make_gateway(settings)
+    assert client.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(
+            get("/users/1", f"x-api-key: {DEMO_KEY}", "Content-Length: 100000", method="POST")
+        )
+        started = time.monotonic()
+        answer = b""
+        # A byte every 50 ms: never idle for long, but never done either.
+        while b"\r\n\r\n" not in answer:
+            assert time.monotonic() - started < 3, "the upload was never cut"
+            writer.write(b"d")
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                answer += await asyncio.wait_for(reader.read(65536), 0.05)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started >= 0.5
 
 
 async def test_streamed_upload_over_the_limit_is_413(
