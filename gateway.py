@@ -14,8 +14,9 @@ from aiohttp import web
 from apigw.appkeys import KEYRING_KEY, OPEN_PATHS_KEY, OPEN_PREFIXES_KEY, SETTINGS_KEY
 from apigw.cli import fail, make_parser, serve, setup_logging
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.docs_fetch import setup_backend_docs
 from apigw.keys import Keyring
-from apigw.openapi import DOCS_PATH, gateway_paths, setup_docs
+from apigw.openapi import DOCS_PATH, setup_docs
 from apigw.proxy import defer_continue, setup_proxy
 from middleware import GATEWAY_MIDDLEWARES
 
@@ -40,8 +41,10 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app[OPEN_PATHS_KEY] = frozenset({"/healthz", DOCS_PATH})
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get("/healthz", healthz)
-    setup_docs(app, "API gateway", gateway_paths())
+    spec = setup_docs(app, "API gateway")
     proxy = setup_proxy(app)
+    # After setup_proxy: the backends' documents are fetched with the proxy's session.
+    setup_backend_docs(app, spec)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
     return app

@@ -8,6 +8,8 @@ import aiohttp
 from aiohttp import web
 
 if TYPE_CHECKING:
+    import aiosqlite
+
     from apigw.config import GatewaySettings, ServiceSettings
     from apigw.keys import Keyring
     from apigw.proxy import Proxy
@@ -19,6 +21,8 @@ SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.C
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
+# A service's SQLite connection (apigw.storage).
+DATABASE_KEY: web.AppKey[aiosqlite.Connection] = web.AppKey("database")
 # Paths that need neither a client key nor a gateway secret.
 OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
