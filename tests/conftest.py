@@ -8,6 +8,7 @@ import hashlib
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
-from apigw.config import GatewaySettings, parse_gateway_settings
+from apigw.config import (
+    GatewaySettings,
+    ServiceSettings,
+    load_service_settings,
+    parse_gateway_settings,
+)
 from apigw.keys import digest_of
 from apigw.openapi import SPEC_PATH
 
@@ -178,3 +184,50 @@ async def gateway(
     return await make_gateway(
         make_settings({"/users": [echo_upstream.url], "/orders": [echo_upstream.url]})
     )
+
+
+SECRET_HEADERS = {"x-gateway-secret": TEST_SECRET}
+ServiceClient = TestClient[web.Request, web.Application]
+ServiceFactory = Callable[[Path], Awaitable[ServiceClient]]
+
+
+def make_service_settings() -> ServiceSettings:
+    return load_service_settings({"GATEWAY_SECRET": TEST_SECRET})
+
+
+def _service_factory(
+    aiohttp_client: Callable[..., Awaitable[ServiceClient]],
+    create_app: Callable[[ServiceSettings, Path], Awaitable[web.Application]],
+) -> ServiceFactory:
+    async def factory(db_path: Path) -> ServiceClient:
+        app = await create_app(make_service_settings(), db_path)
+        # Every request carries the gateway secret, as the gateway would send it.
+        return await aiohttp_client(app, headers=SECRET_HEADERS)
+
+    return factory
+
+
+@pytest.fixture
+def make_users(aiohttp_client: Callable[..., Awaitable[ServiceClient]]) -> ServiceFactory:
+    """Starts the real users service on a database file; several may share one file."""
+    from users_service import create_app
+
+    return _service_factory(aiohttp_client, create_app)
+
+
+@pytest.fixture
+def make_orders(aiohttp_client: Callable[..., Awaitable[ServiceClient]]) -> ServiceFactory:
+    """Starts the real orders service on a database file; several may share one file."""
+    from order_service import create_app
+
+    return _service_factory(aiohttp_client, create_app)
+
+
+@pytest.fixture
+async def users(make_users: ServiceFactory, tmp_path: Path) -> ServiceClient:
+    return await make_users(tmp_path / "users.db")
+
+
+@pytest.fixture
+async def orders(make_orders: ServiceFactory, tmp_path: Path) -> ServiceClient:
+    return await make_orders(tmp_path / "orders.db")
