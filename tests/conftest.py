@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
@@ -187,6 +187,7 @@ async def gateway(
 
 
 SECRET_HEADERS = {"x-gateway-secret": TEST_SECRET}
+PROBLEM = "application/problem+json"
 ServiceClient = TestClient[web.Request, web.Application]
 ServiceFactory = Callable[[Path], Awaitable[ServiceClient]]
 
@@ -231,3 +232,13 @@ async def users(make_users: ServiceFactory, tmp_path: Path) -> ServiceClient:
 @pytest.fixture
 async def orders(make_orders: ServiceFactory, tmp_path: Path) -> ServiceClient:
     return await make_orders(tmp_path / "orders.db")
+
+
+async def problem(resp: ClientResponse, status: int) -> dict[str, Any]:
+    """The problem+json body of `resp`, checked for `status` and the request id."""
+    assert resp.status == status
+    assert resp.content_type == PROBLEM
+    body: dict[str, Any] = await resp.json()
+    assert body["status"] == status
+    assert body["request_id"] == resp.headers["X-Request-ID"]
+    return body

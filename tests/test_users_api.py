@@ -6,19 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServiceClient
+from tests.conftest import ServiceClient, problem
 
-PROBLEM = "application/problem+json"
 NEW = {"name": "Katherine Johnson", "email": "katherine@example.com"}
-
-
-async def problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status
-    assert resp.content_type == PROBLEM
-    body: dict[str, Any] = await resp.json()
-    assert body["status"] == status
-    assert body["request_id"] == resp.headers["X-Request-ID"]
-    return body
 
 
 async def test_sample_user_keeps_the_classic_shape(users: ServiceClient) -> None:
