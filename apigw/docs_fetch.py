@@ -44,7 +44,7 @@ class DocumentError(Exception):
 class Backoff:
     """Delays between attempts: `first`, then multiplied by `factor`, never above `cap`."""
 
-    first: float = 0.25
+    first: float = 0.1
     factor: float = 2.0
     cap: float = 30.0
     fetch_timeout: float = 10.0

@@ -78,6 +78,17 @@ def problem_components() -> dict[str, Any]:
     }
 
 
+def gateway_components() -> dict[str, Any]:
+    """What the gateway's document holds before any backend's part is merged in."""
+    components = problem_components()
+    for name, description in GATEWAY_RESPONSES.values():
+        components["responses"][name] = _problem_response(description)
+    components["securitySchemes"] = {
+        API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    }
+    return components
+
+
 def setup_docs(app: web.Application, title: str) -> dict[str, Any]:
     """Serve Swagger UI at /docs and return the live document it shows, with no paths yet.
 
@@ -94,13 +105,7 @@ def setup_docs(app: web.Application, title: str) -> dict[str, Any]:
     spec: dict[str, Any] = docs.spec
     # A plain dict: aiohttp-swagger3's defaultdict would invent entries on lookup.
     spec["paths"] = {}
-    components = problem_components()
-    for name, description in GATEWAY_RESPONSES.values():
-        components["responses"][name] = _problem_response(description)
-    components["securitySchemes"] = {
-        API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
-    }
-    spec["components"] = components
+    spec["components"] = gateway_components()
     spec["security"] = [{API_KEY_SCHEME: []}]
     return spec
 
