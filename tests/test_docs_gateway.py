@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
@@ -20,6 +21,7 @@ from tests.conftest import (
     DEMO_KEY,
     TEST_SECRET,
     GatewayFactory,
+    ServiceClient,
     ServiceFactory,
     free_port,
     make_settings,
@@ -56,6 +58,19 @@ async def wait_for_paths(gateway: TestClient[Any, Any], paths: set[str]) -> dict
 
     await eventually(merged, f"{sorted(paths)} in /docs")
     return await spec_of(gateway)
+
+
+@pytest.mark.parametrize("service", ["users", "orders"])
+async def test_each_service_serves_a_valid_openapi_document_behind_the_secret(
+    users: ServiceClient, orders: ServiceClient, service: str
+) -> None:
+    client = users if service == "users" else orders
+    resp = await client.get("/docs/swagger.json")
+    assert resp.status == 200
+    spec = await resp.json()
+    validate(spec)
+    assert all(path.startswith(f"/{service}") for path in spec["paths"])
+    assert (await client.get("/docs/swagger.json", headers={"x-gateway-secret": ""})).status == 403
 
 
 async def test_merged_document_describes_both_services_and_is_valid_openapi(
