@@ -28,6 +28,12 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 MAX_REPORTED_ERRORS = 20
 MAX_FIELD_LENGTH = 64
 INVALID_REQUEST = "The request does not match the API description; see errors."
+# aiohttp-swagger3 says "more than 1" for minLength 1, which an empty string fails; its bounds
+# are inclusive, so say so.
+_REWORDED = (
+    ("value length should be more than ", "value length should be at least "),
+    ("value length should be less than ", "value length should be at most "),
+)
 
 
 def setup_operations(
@@ -87,4 +93,11 @@ def _flatten(errors: Mapping[Any, Any], prefix: str) -> Iterator[dict[str, str]]
         if isinstance(value, Mapping):
             yield from _flatten(value, field + ".")
         else:
-            yield {"field": field, "message": str(value)}
+            yield {"field": field, "message": _reworded(str(value))}
+
+
+def _reworded(message: str) -> str:
+    for library, ours in _REWORDED:
+        if message.startswith(library):
+            return ours + message.removeprefix(library)
+    return message

@@ -164,6 +164,15 @@ async def test_invalid_request_is_400_naming_each_bad_field(
     assert all(e["message"] for e in answer["errors"])
 
 
+async def test_length_limits_are_explained_as_inclusive(users: ServiceClient) -> None:
+    resp = await users.post("/users", json={"name": "", "email": "e" * 250 + "@example.com"})
+    answer = await problem(resp, 400)
+    assert answer["errors"] == [
+        {"field": "body.email", "message": "value length should be at most 254"},
+        {"field": "body.name", "message": "value length should be at least 1"},
+    ]
+
+
 async def test_a_body_full_of_unknown_fields_gets_a_short_answer(users: ServiceClient) -> None:
     resp = await users.post("/users", json={**NEW, **{f"x{i}": i for i in range(500)}})
     answer = await problem(resp, 400)
