@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -195,7 +196,7 @@ async def test_the_fetch_carries_the_secret_and_no_client_credentials(
 
 
 async def test_unusable_answers_are_retried_until_a_document_arrives(
-    make_gateway: GatewayFactory, aiohttp_server: ServerFactory
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = FakeBackend(
         [
@@ -207,8 +208,11 @@ async def test_unusable_answers_are_retried_until_a_document_arrives(
     )
     base = await start_fake(aiohttp_server, fake)
     gateway = await make_gateway(make_settings({"/users": [base]}))
-    await wait_for_paths(gateway, {"/users/x"})
+    with caplog.at_level(logging.DEBUG, logger="apigw.docs"):
+        await wait_for_paths(gateway, {"/users/x"})
     assert len(fake.seen) == 4
+    assert "HTTP 503" in caplog.text
+    assert TEST_SECRET not in caplog.text
 
 
 async def test_a_redirect_is_never_followed_with_the_secret(
