@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import traceback
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from apigw.appkeys import (
@@ -22,8 +23,11 @@ from apigw.appkeys import (
 )
 from apigw.errors import GatewayError, problem_response, render_error
 from apigw.headers import API_KEY_HEADER, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
+from apigw.proxy import ALLOW, FORWARDED_METHODS
 
 log = logging.getLogger("apigw.errors")
+# nginx's convention for the access log: the client closed the connection first.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _is_open(request: web.Request) -> bool:
@@ -56,10 +60,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return problem_response(exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers)
-    except Exception:
-        # The exception's repr may hold request headers (secrets included); log its type only.
-        log.error("unhandled error in request %s", request[REQUEST_ID_KEY], exc_info=False)
+    except ConnectionError:
+        # The client went away mid-reply: nothing can be sent, and it is not our fault.
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    except Exception as exc:
+        # The exception's message may hold request headers (secrets included): log its type
+        # and where it was raised, never its text.
+        where = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
+        log.error(
+            "unhandled %s in request %s\n%s", type(exc).__name__, request[REQUEST_ID_KEY], where
+        )
         return problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+
+
+@web.middleware
+async def method_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuses methods the gateway never forwards (TRACE, CONNECT, unknown ones) with 405."""
+    if request.method not in FORWARDED_METHODS:
+        raise GatewayError(
+            405, "The gateway does not forward this method.", headers={hdrs.ALLOW: ALLOW}
+        )
+    return await handler(request)
 
 
 @web.middleware
@@ -97,5 +118,10 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
     return await handler(request)
 
 
-GATEWAY_MIDDLEWARES = (request_id_middleware, error_middleware, client_key_middleware)
+GATEWAY_MIDDLEWARES = (
+    request_id_middleware,
+    error_middleware,
+    method_middleware,
+    client_key_middleware,
+)
 SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)

@@ -36,8 +36,9 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    connect: float = 5.0
-    read: float = 60.0
+    connect: float = 5.0  # TCP connect, and the wait for a free pooled connection
+    read: float = 60.0  # between two reads from the upstream
+    body_idle: float = 30.0  # between two chunks of a client's request body
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class Route:
     prefix: str
     upstreams: tuple[str, ...]
     timeouts: Timeouts = Timeouts()
+    max_body_bytes: int | None = None  # None: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,22 +171,35 @@ def _check_upstream(raw: Any, where: str) -> str:
     return str(url).rstrip("/")
 
 
-def _parse_route(node: Any, where: str, defaults: Timeouts) -> Route:
-    node = _mapping(node, where, {"prefix", "upstreams", "timeouts"})
+def _parse_route(node: Any, where: str, defaults: Timeouts, default_max_body: int | None) -> Route:
+    node = _mapping(node, where, {"prefix", "upstreams", "timeouts", "max_body_bytes"})
     prefix = _check_prefix(node.get("prefix"), f"{where}.prefix")
     ups = node.get("upstreams")
     if not isinstance(ups, list) or not ups:
         raise ConfigError(f"{where}.upstreams: expected a non-empty list of base URLs")
     upstreams = tuple(_check_upstream(u, f"{where}.upstreams[{i}]") for i, u in enumerate(ups))
     timeouts = _parse_timeouts(node.get("timeouts"), f"{where}.timeouts", defaults)
-    return Route(prefix=prefix, upstreams=upstreams, timeouts=timeouts)
+    max_body = _byte_size(node, "max_body_bytes", where, default_max_body)
+    return Route(prefix=prefix, upstreams=upstreams, timeouts=timeouts, max_body_bytes=max_body)
+
+
+def _byte_size(node: dict[str, Any], key: str, where: str, default: int | None) -> int | None:
+    if key not in node:
+        return default
+    value = node[key]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}.{key}: expected a byte count (integer >= 0) or null")
+    return value
 
 
 def _parse_timeouts(node: Any, where: str, defaults: Timeouts) -> Timeouts:
-    node = _mapping(node or {}, where, {"connect", "read"})
+    node = _mapping(node or {}, where, {"connect", "read", "body_idle"})
     return Timeouts(
         connect=_number(node.get("connect"), f"{where}.connect", defaults.connect),
         read=_number(node.get("read"), f"{where}.read", defaults.read),
+        body_idle=_number(node.get("body_idle"), f"{where}.body_idle", defaults.body_idle),
     )
 
 
@@ -224,14 +239,22 @@ def parse_gateway_settings(
     """Build settings from a parsed YAML document and the environment."""
     if document is None:
         document = {}
-    top = _mapping(document, "config", {"routes", "consumers", "pool", "timeouts", "access_log"})
+    top = _mapping(
+        document,
+        "config",
+        {"routes", "consumers", "pool", "timeouts", "access_log", "max_body_bytes"},
+    )
     top = _expand_tree(top, env, "")
+    default_max_body = _byte_size(top, "max_body_bytes", "config", None)
 
     defaults = _parse_timeouts(top.get("timeouts"), "timeouts", Timeouts())
     raw_routes = top.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:
         raise ConfigError("routes: expected a non-empty list of {prefix, upstreams}")
-    routes = tuple(_parse_route(r, f"routes[{i}]", defaults) for i, r in enumerate(raw_routes))
+    routes = tuple(
+        _parse_route(r, f"routes[{i}]", defaults, default_max_body)
+        for i, r in enumerate(raw_routes)
+    )
     seen: set[str] = set()
     for i, route in enumerate(routes):
         if route.prefix in seen:

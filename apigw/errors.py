@@ -26,8 +26,10 @@ class GatewayError(Exception):
         headers: Mapping[str, str] | None = None,
         title: str | None = None,
         extra: Mapping[str, object] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(detail)
+        self.close = close  # the connection cannot be reused (e.g. an unread body is left)
         self.status = status
         self.detail = detail
         self.headers = dict(headers or {})
@@ -71,7 +73,7 @@ def problem_response(
 
 
 def render_error(error: GatewayError, request_id: str) -> web.Response:
-    return problem_response(
+    response = problem_response(
         error.status,
         error.detail,
         request_id,
@@ -79,3 +81,6 @@ def render_error(error: GatewayError, request_id: str) -> web.Response:
         title=error.title,
         extra=error.extra,
     )
+    if error.close:
+        response.force_close()
+    return response

@@ -10,6 +10,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from yarl import URL
 
 from apigw.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
+from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
 from apigw.errors import GatewayError, problem_response
 from apigw.headers import (
@@ -78,11 +79,7 @@ class Proxy:
         pool = self.routes.match(path)
         if pool is None:
             raise GatewayError(404, "No route matches this path.")
-        method = request.method
-        if method not in FORWARDED_METHODS:
-            raise GatewayError(
-                405, f"The gateway does not forward {method}.", headers={hdrs.ALLOW: ALLOW}
-            )
+        method = request.method  # method_middleware let only FORWARDED_METHODS through
         consumer = request.get(CONSUMER_KEY)
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
@@ -97,13 +94,24 @@ class Proxy:
             client_ip=request.remote,
             scheme=request.scheme,
         )
-        data = None
+        body = None
         if request.body_exists:
-            data = request.content
+            route = pool.route
             length = request.content_length
             if length is not None:
+                if route.max_body_bytes is not None and length > route.max_body_bytes:
+                    raise GatewayError(
+                        413,
+                        f"The request body is larger than {route.max_body_bytes} bytes.",
+                        close=True,
+                    )
                 # The server framed the body by this length, so exactly this many bytes follow.
                 headers[hdrs.CONTENT_LENGTH] = str(length)
+            body = RequestBody(
+                request.content,
+                max_bytes=route.max_body_bytes,
+                idle_timeout=route.timeouts.body_idle,
+            )
             if (
                 request.version == HttpVersion11
                 and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
@@ -119,26 +127,32 @@ class Proxy:
                 method,
                 url,
                 headers=headers,
-                data=data,
+                data=body,
                 allow_redirects=False,
                 timeout=pool.timeout,
             )
-        except TimeoutError:
-            raise GatewayError(504, "The upstream did not answer in time.") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            log.warning(
-                "upstream %s unreachable for request %s: %s",
-                target.base,
-                request_id,
-                type(exc).__name__,
-            )
-            raise GatewayError(502, "The upstream could not be reached.") from None
+        except Exception as exc:
+            # A body stopped by its own limits surfaces as a connection error: say why.
+            if body is not None and body.error is not None:
+                raise body.error from None
+            raise self._upstream_error(exc, target.base, request_id) from None
         finally:
             target.in_flight -= 1
         try:
             return await self._relay(request, upstream, request_id, target.base)
         finally:
             upstream.release()
+
+    @staticmethod
+    def _upstream_error(exc: Exception, base: str, request_id: str) -> Exception:
+        if isinstance(exc, TimeoutError):
+            return GatewayError(504, "The upstream did not answer in time.")
+        if isinstance(exc, (aiohttp.ClientError, OSError)):
+            log.warning(
+                "upstream %s unreachable for request %s: %s", base, request_id, type(exc).__name__
+            )
+            return GatewayError(502, "The upstream could not be reached.")
+        return exc
 
     async def _relay(
         self,

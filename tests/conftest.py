@@ -64,6 +64,7 @@ class Seen:
     raw_path: str
     headers: CIMultiDict[str]
     body: bytes
+    peer: tuple[str, int]  # the gateway's end of the upstream connection
 
 
 @dataclass
@@ -87,7 +88,11 @@ class EchoUpstream:
             # traffic: not recorded, and "no document here" (tests/test_docs_* cover it).
             raise web.HTTPNotFound()
         body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), body))
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        self.seen.append(
+            Seen(request.method, request.raw_path, CIMultiDict(request.headers), body, peer)
+        )
         tail = request.path.rsplit("/", 1)[-1]
         if tail == "cookies":
             resp = web.Response(status=201, reason="Made It", text="ok")
@@ -121,7 +126,7 @@ class EchoUpstream:
             stream.content_length = size
             await stream.prepare(request)
             chunk = b"x" * 65536
-            left = size
+            left = size if request.method != "HEAD" else 0
             while left:
                 part = chunk[: min(left, len(chunk))]
                 await stream.write(part)

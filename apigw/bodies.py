@@ -1,0 +1,60 @@
+"""The client's request body as the upstream reads it: streamed, counted, capped, idle-timed.
+
+aiohttp's `client_max_size` does not apply to a streamed `request.content`, and the server has
+no body timeout, so both are enforced here, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import StreamReader
+
+from apigw.errors import GatewayError
+
+
+class RequestBody:
+    """An async iterable over the body for `ClientSession.request(data=...)`.
+
+    When it stops the upload it records why in `error`: the session only reports a broken
+    connection, and the proxy answers with this instead.
+    """
+
+    __slots__ = ("_content", "_idle_timeout", "_max_bytes", "error", "sent")
+
+    def __init__(
+        self, content: StreamReader, *, max_bytes: int | None, idle_timeout: float | None
+    ) -> None:
+        self._content = content
+        self._max_bytes = max_bytes
+        self._idle_timeout = idle_timeout
+        self.sent = 0  # bytes handed to the upstream connection so far
+        self.error: GatewayError | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        read = self._content.readany
+        idle = self._idle_timeout
+        limit = self._max_bytes
+        while True:
+            try:
+                if idle is None:
+                    chunk = await read()
+                else:
+                    async with asyncio.timeout(idle):
+                        chunk = await read()
+            except TimeoutError:
+                self.error = GatewayError(408, "The request body stopped arriving.", close=True)
+                raise self.error from None
+            if not chunk:
+                return
+            self.sent += len(chunk)
+            if limit is not None and self.sent > limit:
+                self.error = GatewayError(
+                    413, f"The request body is larger than {limit} bytes.", close=True
+                )
+                raise self.error
+            yield chunk
