@@ -43,7 +43,6 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app.router.add_get("/healthz", healthz)
     spec = setup_docs(app, "API gateway")
     proxy = setup_proxy(app)
-    # After setup_proxy: the backends' documents are fetched with the proxy's session.
     setup_backend_docs(app, spec)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import hdrs, web
 
-from apigw.appkeys import SESSION_KEY, SETTINGS_KEY
+from apigw.appkeys import SETTINGS_KEY
 from apigw.config import Route
 from apigw.docs_merge import Part, check_document, merge_documents
 from apigw.headers import GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
@@ -123,7 +123,7 @@ async def _fetch_one(
         ) as response:
             if response.status != 200:
                 raise DocumentError(f"{url}: HTTP {response.status}")
-            # The shared session does not decompress (the proxy forwards bytes as sent).
+            # The session does not decompress, and asks for no compression.
             if response.headers.get(hdrs.CONTENT_ENCODING, "identity") != "identity":
                 raise DocumentError(f"{url}: compressed answer")
             body = await _read_capped(response, url)
@@ -151,12 +151,26 @@ async def _read_capped(response: aiohttp.ClientResponse, url: str) -> bytes:
     return bytes(body)
 
 
+def make_docs_session() -> aiohttp.ClientSession:
+    """A session of its own, so the fetches never take, close or add the proxy's pooled
+    connections: one connection per fetch, closed after it (a few fetches per start-up).
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True, limit=8),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=(hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT),
+    )
+
+
 async def merge_when_ready(
-    app: web.Application, publisher: DocsPublisher, route: Route, backoff: Backoff
+    session: aiohttp.ClientSession,
+    secret: str,
+    publisher: DocsPublisher,
+    route: Route,
+    backoff: Backoff,
 ) -> None:
     """Fetch `route`'s document until one arrives, then merge it; runs in the background."""
-    session = app[SESSION_KEY]
-    secret = app[SETTINGS_KEY].gateway_secret
     limits = aiohttp.ClientTimeout(total=backoff.fetch_timeout, sock_connect=route.timeouts.connect)
     for attempt, delay in enumerate(backoff.delays(), start=1):
         try:
@@ -180,22 +194,24 @@ async def merge_when_ready(
 def setup_backend_docs(
     app: web.Application, spec: dict[str, Any], backoff: Backoff | None = None
 ) -> DocsPublisher:
-    """Fill `spec` (the live /docs document) from the backends once the app has started.
-
-    Call after `setup_proxy`: the fetches use the proxy's session, made in its cleanup context.
-    """
-    routes = app[SETTINGS_KEY].routes
-    publisher = DocsPublisher(spec, routes)
+    """Fill `spec` (the live /docs document) from the backends once the app has started."""
+    settings = app[SETTINGS_KEY]
+    publisher = DocsPublisher(spec, settings.routes)
     policy = backoff or Backoff()
 
     async def backend_docs_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = make_docs_session()
         tasks = [
-            asyncio.create_task(merge_when_ready(app, publisher, route, policy)) for route in routes
+            asyncio.create_task(
+                merge_when_ready(session, settings.gateway_secret, publisher, route, policy)
+            )
+            for route in settings.routes
         ]
         yield
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
 
     app.cleanup_ctx.append(backend_docs_ctx)
     return publisher

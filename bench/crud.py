@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +20,10 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import DEMO_KEY, TEST_SECRET, free_port
-from tests.processes import ROOT, Process, System
+from tests.procs import Proc, System, python_script
+
+# Requests per second, latencies in ms, and the count of each status.
+Result = tuple[float, list[float], dict[int, int]]
 
 
 def rss_mb(pid: int) -> float:
@@ -31,8 +34,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def load(
-    method: str, url: str, headers: dict[str, str], bodies: list[object] | None, n: int, c: int
-) -> tuple[float, list[float], dict[int, int]]:
+    method: str, url: str, headers: dict[str, str], bodies: Sequence[object] | None, n: int, c: int
+) -> Result:
     """n requests, c at a time; returns (req/s, latencies in ms, count per status)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -54,7 +57,7 @@ async def load(
     return n / elapsed, latencies, statuses
 
 
-def row(name: str, result: tuple[float, list[float], dict[int, int]]) -> str:
+def row(name: str, result: Result) -> str:
     rate, lat, statuses = result
     q = statistics.quantiles(lat, n=100)
     return f"{name:<44} {rate:>8.0f} req/s  p50 {q[49]:6.2f} ms  p99 {q[98]:6.2f} ms  {statuses}"
@@ -70,7 +73,7 @@ def main() -> None:
     secret = {"x-gateway-secret": TEST_SECRET}
 
     with tempfile.TemporaryDirectory() as tmp:
-        system = System(Path(tmp))
+        system = System(Path(tmp), secret=TEST_SECRET)
         try:
             system.start("users", "orders")
             began = time.perf_counter()
@@ -78,12 +81,11 @@ def main() -> None:
             system.wait_for_docs({"/users/{user_id}", "/orders/{order_id}"})
             merged_after = time.perf_counter() - began
             print("idle RSS after start-up (MB):")
-            for name, process in system.processes.items():
-                assert process.popen is not None
-                print(f"  {name:<8} {rss_mb(process.popen.pid):6.1f}")
+            for name, proc in system.procs.items():
+                print(f"  {name:<8} {rss_mb(proc.popen.pid):6.1f}")
             print(f"gateway spawn -> /docs merged: {merged_after * 1000:.0f} ms (process start-up)")
 
-            gw, users = system.gateway, system["users"].url
+            gw, users = system.gateway, system.url("users")
             print(f"\n{n} requests, {c} concurrent:")
             print(
                 row(
@@ -112,27 +114,24 @@ def main() -> None:
             )
 
             # A second users service on the same database file: two processes writing at once.
-            second = Process("users-2", "users_service.py", free_port(), Path(tmp) / "users-2.log")
-            second.popen = subprocess.Popen(
-                [sys.executable, str(ROOT / second.script), "--port", str(second.port)],
-                cwd=ROOT,
-                env=system.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-            )
-            system.processes["users-2"] = second
-            system._wait_ready(second)
+            port = free_port()
+            argv = python_script("users_service.py", "--port", str(port))
+            second = Proc("users-2", argv, port, system.env, Path(tmp))
+            second.wait_listening()
 
-            async def both() -> list[tuple[float, list[float], dict[int, int]]]:
+            async def both() -> tuple[Result, Result]:
                 def people(tag: str) -> list[object]:
                     return [{"name": f"P{i}", "email": f"{tag}{i}@example.com"} for i in range(n)]
 
                 return await asyncio.gather(
                     load("POST", users + "/users", secret, people("a"), n, c),
-                    load("POST", second.url + "/users", secret, people("b"), n, c),
+                    load("POST", f"http://127.0.0.1:{port}/users", secret, people("b"), n, c),
                 )
 
-            one, two = asyncio.run(both())
+            try:
+                one, two = asyncio.run(both())
+            finally:
+                second.stop()
             print(row("POST /users, process 1 of 2 on one file", one))
             print(row("POST /users, process 2 of 2 on one file", two))
         finally:

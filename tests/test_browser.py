@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEMO_KEY
-from tests.processes import ROOT, System
+from tests.conftest import DEMO_KEY, TEST_SECRET
+from tests.procs import ROOT, System
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +32,7 @@ STEP_TIMEOUT_MS = 15_000
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
-    system = System(tmp_path)
+    system = System(tmp_path, secret=TEST_SECRET)
     try:
         yield system
     finally:
