@@ -18,6 +18,7 @@ from apigw.appkeys import (
     KEYRING_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
+    REQUEST_GATE_KEY,
     REQUEST_ID_KEY,
 )
 from apigw.errors import GatewayError, problem_response, render_error
@@ -63,6 +64,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 @web.middleware
+async def request_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuses heads no backend should see, and sheds load past the in-flight cap.
+
+    It runs before the key check: a malformed or oversized request costs no key lookup, and
+    its answer (400/405/414/431/505, connection closed) tells nothing about keys or routes.
+    """
+    gate = request.app[REQUEST_GATE_KEY]
+    gate.check(request)
+    gate.enter()
+    try:
+        return await handler(request)
+    finally:
+        gate.leave()
+
+
+@web.middleware
 async def client_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Accepts a request only with one valid x-api-key; it runs before routing answers 404."""
     if _is_open(request):
@@ -97,5 +114,10 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
     return await handler(request)
 
 
-GATEWAY_MIDDLEWARES = (request_id_middleware, error_middleware, client_key_middleware)
+GATEWAY_MIDDLEWARES = (
+    request_id_middleware,
+    error_middleware,
+    request_gate_middleware,
+    client_key_middleware,
+)
 SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)

@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from apigw.config import GatewaySettings, ServiceSettings
     from apigw.keys import Keyring
+    from apigw.limits import RequestGate
     from apigw.proxy import Proxy
 
 SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
@@ -17,6 +18,7 @@ SERVICE_SETTINGS_KEY: web.AppKey[ServiceSettings] = web.AppKey("service_settings
 KEYRING_KEY: web.AppKey[Keyring] = web.AppKey("keyring")
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
+REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # Paths that need neither a client key nor a gateway secret.
