@@ -51,16 +51,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
-        return render_error(exc, request[REQUEST_ID_KEY])
+        response = render_error(exc, request[REQUEST_ID_KEY])
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return problem_response(exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers)
+        response = problem_response(
+            exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers
+        )
     except Exception:
         # The exception's repr may hold request headers (secrets included); log its type only.
         log.error("unhandled error in request %s", request[REQUEST_ID_KEY], exc_info=False)
-        return problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+        response = problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+    if request.body_exists and not request.content.at_eof():
+        # A refused upload is not drained (aiohttp would read it for up to 10 s to keep the
+        # connection): the connection closes instead.
+        response.force_close()
+    return response
 
 
 @web.middleware

@@ -80,6 +80,9 @@ class ServerLimits:
     # An idle keep-alive connection, or one whose request head is still arriving, is closed
     # after this long: it is also the deadline for a slowly sent (slowloris) request head.
     idle_timeout: float = 15.0
+    # After refusing a request whose body is still arriving, the rest is read and dropped for
+    # at most this long before closing, so the client sees the answer rather than a reset.
+    lingering_time: float = 2.0
 
 
 _LIMIT_FIELDS = ("max_request_line", "max_header_field", "max_header_bytes", "max_headers")
@@ -227,7 +230,9 @@ def _byte_size(node: dict[str, Any], key: str, where: str, default: int | None) 
 
 
 def _parse_limits(node: Any) -> ServerLimits:
-    node = _mapping(node or {}, "limits", {*_LIMIT_FIELDS, "max_in_flight", "idle_timeout"})
+    node = _mapping(
+        node or {}, "limits", {*_LIMIT_FIELDS, "max_in_flight", "idle_timeout", "lingering_time"}
+    )
     defaults = ServerLimits()
     counts: dict[str, int] = {}
     for key in (*_LIMIT_FIELDS, "max_in_flight"):
@@ -243,6 +248,9 @@ def _parse_limits(node: Any) -> ServerLimits:
         **counts,
         idle_timeout=_number(
             node.get("idle_timeout"), "limits.idle_timeout", defaults.idle_timeout
+        ),
+        lingering_time=_number(
+            node.get("lingering_time"), "limits.lingering_time", defaults.lingering_time, minimum=0
         ),
     )
 

@@ -50,6 +50,8 @@ def server_args(limits: ServerLimits) -> dict[str, Any]:
         # Idle keep-alive connections close after this; so does one whose head is still
         # trickling in, since the timer runs from the connection's start or last response.
         "keepalive_timeout": limits.idle_timeout,
+        # aiohttp's default (10 s) holds a refused or stalled upload's connection that long.
+        "lingering_time": limits.lingering_time,
         "max_line_size": line,
         "max_field_size": field,
         "max_headers": limits.max_headers + _HEADER_COUNT_SLACK,
