@@ -43,6 +43,8 @@ class QuietEcho:
 
     seen: list[Seen] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    blocked: int = 0
+    arrival: asyncio.Event = field(default_factory=asyncio.Event)
     server: TestServer | None = None
 
     @property
@@ -54,6 +56,8 @@ class QuietEcho:
         body = await request.read()
         self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), body))
         if request.path.endswith("/block"):
+            self.blocked += 1
+            self.arrival.set()
             await self.release.wait()
         return web.json_response(
             {"method": request.method, "raw_path": request.raw_path, "body_len": len(body)}
