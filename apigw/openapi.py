@@ -47,7 +47,13 @@ def _get_by_id(tag: str, param: str, example: dict[str, Any]) -> dict[str, Any]:
                     "name": param,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "integer", "example": 1},
+                    # What the services accept (apigw.service.int_id): up to 18 digits, no sign.
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 10**18 - 1,
+                        "example": 1,
+                    },
                 }
             ],
             "responses": {
