@@ -39,5 +39,12 @@ bench: $(STAMP)
 key: $(STAMP)
 	$(PY) -m apigw.keys $(or $(NAME),$(error usage: make key NAME=consumer-name))
 
+# Coverage-guided fuzzing of path checking and header filtering (atheris, libFuzzer).
+FUZZ_TIME ?= 60
+fuzz: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-fuzz.txt
+	mkdir -p .fuzz-corpus
+	$(PY) fuzz/fuzz_paths_headers.py -max_total_time=$(FUZZ_TIME) -print_final_stats=1 .fuzz-corpus
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .fuzz-corpus
