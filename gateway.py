@@ -23,6 +23,7 @@ from apigw.cli import fail, make_parser, serve, setup_logging
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.keys import Keyring
 from apigw.limits import RequestGate
+from apigw.logs import install_redaction
 from apigw.openapi import DOCS_PATH, gateway_paths, setup_docs
 from apigw.proxy import defer_continue, setup_proxy
 from apigw.server import parser_name, server_args
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_gateway_settings(args.config, os.environ, production=args.production)
     except ConfigError as exc:
         return fail("gateway", f"config error: {exc}")
+    install_redaction([settings.gateway_secret])
     serve(
         lambda: create_app(settings),
         args.host,

@@ -107,3 +107,10 @@ class RedactingFilter(logging.Filter):
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return _CREDENTIAL_PAIR.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+
+
+def install_redaction(secrets: Iterable[str], logger: logging.Logger | None = None) -> None:
+    """Give every handler of `logger` (the root logger by default) a `RedactingFilter`."""
+    redactor = RedactingFilter(secrets)
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(redactor)

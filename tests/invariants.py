@@ -113,10 +113,10 @@ def check_header_invariants(pairs: list[tuple[str, str]]) -> None:
     assert out.getall(CONSUMER_HEADER) == [CONSUMER]
     assert out.getall(REQUEST_ID_HEADER) == [REQUEST_ID]
     assert API_KEY_HEADER not in out
-    for name in HOP_BY_HOP:
-        assert name not in out, name
-    for name in _connection_named(incoming) - GATEWAY_SET:
-        assert name not in out, name
+    for hop in HOP_BY_HOP:
+        assert hop not in out, hop
+    for named in _connection_named(incoming) - GATEWAY_SET:
+        assert named not in out, named
     # Everything else that goes out is something the client sent, unchanged.
     sent = {(k.lower(), v) for k, v in incoming.items()}
     for name, value in out.items():
@@ -127,9 +127,9 @@ def check_header_invariants(pairs: list[tuple[str, str]]) -> None:
     back = downstream_response_headers(incoming, REQUEST_ID)
     assert GATEWAY_SECRET_HEADER not in back
     assert back.getall(REQUEST_ID_HEADER) == [REQUEST_ID]
-    for name in HOP_BY_HOP:
-        assert name not in back, name
-    for name in _connection_named(incoming) - {REQUEST_ID_HEADER.lower()}:
-        assert name not in back, name
+    for hop in HOP_BY_HOP:
+        assert hop not in back, hop
+    for named in _connection_named(incoming) - {REQUEST_ID_HEADER.lower()}:
+        assert named not in back, named
     if "set-cookie" not in _connection_named(incoming):
         assert back.getall("set-cookie", []) == incoming.getall("set-cookie", [])

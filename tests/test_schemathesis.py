@@ -38,9 +38,11 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.
 
 
 @pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     users, orders, gateway = free_port(), free_port(), free_port()
-    config = tmp_path_factory.mktemp("schemathesis") / "gateway.yaml"
+    workdir = tmp_path_factory.mktemp("schemathesis")
+    config = workdir / "gateway.yaml"
+    log = workdir / "processes.log"
     config.write_text(
         "routes:\n"
         f"  - {{prefix: /users, upstreams: ['http://127.0.0.1:{users}']}}\n"
@@ -57,17 +59,14 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for args, port in commands:
-            proc = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            procs.append(proc)
-            wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{gateway}"
+        with log.open("wb") as sink:
+            for args, port in commands:
+                proc = subprocess.Popen(
+                    [sys.executable, *args], cwd=ROOT, env=env, stdout=sink, stderr=sink
+                )
+                procs.append(proc)
+                wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{gateway}", log
     finally:
         for proc in procs:
             proc.terminate()
@@ -78,14 +77,15 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.kill()
 
 
-def test_gateway_conforms_to_its_openapi_document(gateway_url: str) -> None:
+def test_gateway_conforms_to_its_openapi_document(gateway_url: tuple[str, Path]) -> None:
+    url, log = gateway_url
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "schemathesis.cli",
             "run",
-            f"{gateway_url}/docs/swagger.json",
+            f"{url}/docs/swagger.json",
             "--checks",
             "all",
             "--header",
@@ -107,3 +107,9 @@ def test_gateway_conforms_to_its_openapi_document(gateway_url: str) -> None:
     assert "passed" in report
     # The run tested what the document describes, not nothing.
     assert "Tested: 0" not in report
+    # schemathesis sent the key with every request, and NUL bytes and other junk in headers:
+    # neither it nor the secret reached the processes' logs.
+    logged = log.read_text(errors="replace")
+    assert "Running on" in logged
+    assert DEMO_KEY not in logged
+    assert TEST_SECRET not in logged

@@ -7,12 +7,13 @@ tests; the tests here make sure the dangerous paths are actually taken.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 
 import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, InvalidHeader, LineTooLong
 
-from apigw.logs import RateLimitedLog, RedactingFilter, describe_exception
+from apigw.logs import RateLimitedLog, RedactingFilter, describe_exception, install_redaction
 from apigw.server import ServerLog
 from tests.adversarial.conftest import Gateway, QuietEcho
 from tests.adversarial.wire import exchange, request
@@ -167,3 +168,18 @@ def test_server_log_is_a_logger_adapter_for_aiohttp() -> None:
     log = ServerLog(line_limit=100)
     assert isinstance(log, logging.LoggerAdapter)
     assert web.Application(handler_args={"logger": log})
+
+
+def test_install_redaction_filters_every_handler(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.redaction")
+    logger.propagate = False
+    handler = logging.handlers.BufferingHandler(10)
+    logger.addHandler(handler)
+    try:
+        install_redaction([TEST_SECRET], logger)
+        logger.warning("secret is %s", TEST_SECRET)
+        (record,) = handler.buffer
+        assert TEST_SECRET not in handler.format(record)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
