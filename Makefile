@@ -34,6 +34,8 @@ fmt: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v curl >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk curl >/dev/null)
 	$(PY) bench/run.py
 
 key: $(STAMP)

@@ -19,6 +19,9 @@ worker_class = "aiohttp.GunicornUVLoopWebWorker"
 graceful_timeout = 30
 # Becomes aiohttp's idle keep-alive timeout for client connections.
 keepalive = 15
+# gunicorn 27's control socket has one default path per user, shared by every instance on the
+# host; off unless an operator asks for it with --control-socket.
+control_socket_disable = True
 # aiohttp's worker ignores --limit-request-* and --worker-connections; limits live in the app.
 
 

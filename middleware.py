@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import traceback
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -25,6 +26,8 @@ from apigw.errors import GatewayError, problem_response, render_error
 from apigw.headers import API_KEY_HEADER, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
 
 log = logging.getLogger("apigw.errors")
+# nginx's convention for the access log: the client closed the connection first.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _is_open(request: web.Request) -> bool:
@@ -59,13 +62,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = problem_response(
             exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers
         )
-    except Exception:
-        # The exception's repr may hold request headers (secrets included); log its type only.
-        log.error("unhandled error in request %s", request[REQUEST_ID_KEY], exc_info=False)
+    except ConnectionError:
+        # The client went away mid-reply: nothing can be sent, and it is not our fault.
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    except Exception as exc:
+        # The exception's message may hold request headers (secrets included): log its type
+        # and where it was raised, never its text.
+        where = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
+        log.error(
+            "unhandled %s in request %s\n%s", type(exc).__name__, request[REQUEST_ID_KEY], where
+        )
         response = problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
     if request.body_exists and not request.content.at_eof():
-        # A refused upload is not drained (aiohttp would read it for up to 10 s to keep the
-        # connection): the connection closes instead.
+        # A refused upload is not drained for long (aiohttp would read it for up to 10 s to
+        # keep the connection): the connection closes after the short lingering time.
         response.force_close()
     return response
 
@@ -76,6 +86,8 @@ async def request_gate_middleware(request: web.Request, handler: Handler) -> web
 
     It runs before the key check: a malformed or oversized request costs no key lookup, and
     its answer (400/405/414/431/505, connection closed) tells nothing about keys or routes.
+    Methods are its first check: TRACE, CONNECT and the other known methods the gateway does
+    not forward get 405 with Allow; unknown ones 400, as aiohttp's C parser answers them.
     """
     gate = request.app[REQUEST_GATE_KEY]
     gate.check(request)

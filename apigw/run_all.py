@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -12,9 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = (
-    ("users", "users_service.py", 8001),
-    ("orders", "order_service.py", 8002),
-    ("gateway", "gateway.py", 8000),
+    ("users", "users_service.py"),
+    ("orders", "order_service.py"),
+    ("gateway", "gateway.py"),
 )
 
 
@@ -41,22 +42,34 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def main() -> int:
-    procs: list[subprocess.Popen[bytes]] = []
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run both services and the gateway.")
+    parser.add_argument("--gateway-port", type=int, default=8000)
+    parser.add_argument("--users-port", type=int, default=8001)
+    parser.add_argument("--orders-port", type=int, default=8002)
+    args = parser.parse_args(argv)
+    ports = {"users": args.users_port, "orders": args.orders_port, "gateway": args.gateway_port}
     env = dict(os.environ)
+    env.setdefault("USERS_SERVICE_URL", f"http://127.0.0.1:{ports['users']}")
+    env.setdefault("ORDERS_SERVICE_URL", f"http://127.0.0.1:{ports['orders']}")
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        for name, script, port in SERVICES:
-            proc = subprocess.Popen([sys.executable, str(ROOT / script)], cwd=ROOT, env=env)
+        for name, script in SERVICES:
+            port = ports[name]
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / script), "--port", str(port)], cwd=ROOT, env=env
+            )
             procs.append(proc)
             if not wait_for_port(port, proc):
                 sys.stderr.write(f"run: {name} did not start on port {port}\n")
                 return 1
+        gw = f"http://127.0.0.1:{ports['gateway']}"
         print(
             "\nReady:\n"
-            "  gateway  http://127.0.0.1:8000  (Swagger UI: http://127.0.0.1:8000/docs)\n"
-            "  users    http://127.0.0.1:8001  (answers only the gateway)\n"
-            "  orders   http://127.0.0.1:8002  (answers only the gateway)\n\n"
-            "  curl -H 'x-api-key: secret002oUdaRJA' http://127.0.0.1:8000/users/1\n\n"
+            f"  gateway  {gw}  (Swagger UI: {gw}/docs)\n"
+            f"  users    http://127.0.0.1:{ports['users']}  (answers only the gateway)\n"
+            f"  orders   http://127.0.0.1:{ports['orders']}  (answers only the gateway)\n\n"
+            f"  curl -H 'x-api-key: secret002oUdaRJA' {gw}/users/1\n\n"
             "Ctrl-C stops all three.",
             flush=True,
         )

@@ -57,6 +57,7 @@ class Seen:
     raw_path: str
     headers: CIMultiDict[str]
     body: bytes
+    peer: tuple[str, int]  # the gateway's end of the upstream connection
 
 
 @dataclass
@@ -76,7 +77,11 @@ class EchoUpstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), body))
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        self.seen.append(
+            Seen(request.method, request.raw_path, CIMultiDict(request.headers), body, peer)
+        )
         tail = request.path.rsplit("/", 1)[-1]
         if tail == "cookies":
             resp = web.Response(status=201, reason="Made It", text="ok")
@@ -110,7 +115,7 @@ class EchoUpstream:
             stream.content_length = size
             await stream.prepare(request)
             chunk = b"x" * 65536
-            left = size
+            left = size if request.method != "HEAD" else 0
             while left:
                 part = chunk[: min(left, len(chunk))]
                 await stream.write(part)

@@ -54,7 +54,11 @@ class QuietEcho:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), body))
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        self.seen.append(
+            Seen(request.method, request.raw_path, CIMultiDict(request.headers), body, peer)
+        )
         if request.path.endswith("/block"):
             self.blocked += 1
             self.arrival.set()

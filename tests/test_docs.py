@@ -1,0 +1,49 @@
+"""Swagger UI at /docs: no key needed, offline, documents the API with the x-api-key scheme."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp_swagger3
+import fastjsonschema
+from aiohttp.test_utils import TestClient
+
+SCHEMA = Path(aiohttp_swagger3.__file__).parent / "schema" / "schema.json"
+
+
+def validate_openapi(spec: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    validate = fastjsonschema.compile(
+        schema, formats={"uri-reference": r"^\w+:(\/?\/?)[^\s]+\Z|^#(\/\w+)+"}
+    )
+    validate(spec)
+
+
+async def test_docs_redirects_and_serves_the_bundled_ui(gateway: TestClient[Any, Any]) -> None:
+    resp = await gateway.get("/docs", allow_redirects=False)
+    assert resp.status in (301, 302)
+    assert resp.headers["Location"] == "/docs/"
+    page = await gateway.get("/docs/")
+    assert page.status == 200
+    html = await page.text()
+    assert '"validatorUrl": null' in html
+    assert "https://" not in html.split("<body", 1)[1].split("validatorUrl", 1)[0]
+    asset = await gateway.get("/docs/swagger_ui_static/swagger-ui-bundle.js")
+    assert asset.status == 200
+
+
+async def test_document_describes_the_api_and_the_key_scheme(
+    gateway: TestClient[Any, Any],
+) -> None:
+    resp = await gateway.get("/docs/swagger.json")
+    assert resp.status == 200
+    spec = await resp.json()
+    validate_openapi(spec)
+    assert spec["openapi"].startswith("3.0")
+    assert "get" in spec["paths"]["/users/{user_id}"]
+    assert "get" in spec["paths"]["/orders/{order_id}"]
+    schemes = spec["components"]["securitySchemes"]
+    assert {"type": "apiKey", "in": "header", "name": "x-api-key"} in schemes.values()
+    assert spec["security"]
