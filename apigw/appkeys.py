@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from apigw.config import GatewaySettings, ServiceSettings
     from apigw.keys import Keyring
+    from apigw.limits import RequestGate
     from apigw.proxy import Proxy
 
 SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
@@ -19,6 +20,7 @@ SERVICE_SETTINGS_KEY: web.AppKey[ServiceSettings] = web.AppKey("service_settings
 KEYRING_KEY: web.AppKey[Keyring] = web.AppKey("keyring")
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
+REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # A service's SQLite connection (apigw.storage).

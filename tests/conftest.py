@@ -165,6 +165,12 @@ async def echo_upstream(
     return echo
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from apigw.server import parser_name
+
+    return f"aiohttp HTTP parser: {parser_name()}"
+
+
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
