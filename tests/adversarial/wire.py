@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from multidict import CIMultiDict
 
 from tests.conftest import DEMO_KEY
+from tests.rawhttp import dechunk
 
 KEY_LINE = f"x-api-key: {DEMO_KEY}"
 HOST_LINE = "Host: gw.test"
@@ -82,22 +83,10 @@ def split_replies(data: bytes, *, head: bool = False) -> tuple[list[Reply], byte
             if not rest.startswith(b"0\r\n\r\n") and stop < 0:
                 return replies, data
             size = 5 if rest.startswith(b"0\r\n\r\n") else stop + 7
-            body, data = _dechunk(rest[:size]), rest[size:]
+            body, data = dechunk(rest[:size]), rest[size:]
         else:
             body, data = rest, b""
         replies.append(Reply(status, headers, body))
-
-
-def _dechunk(data: bytes) -> bytes:
-    out = bytearray()
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out += data[:size]
-        data = data[size + 2 :]
-    return bytes(out)
 
 
 async def exchange(
