@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fmt key clean
+.PHONY: run test lint typecheck pytest bench fmt key fuzz clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The hostile-input suite runs twice: under aiohttp's C parser (the whole suite) and under
+# its pure-Python parser, which aiohttp falls back to silently when the extension is missing.
 pytest: $(STAMP)
 	$(PY) -m pytest
+	AIOHTTP_NO_EXTENSIONS=1 $(PY) -m pytest tests/adversarial
 
 fmt: $(STAMP)
 	$(PY) -m ruff format .
@@ -38,5 +41,12 @@ bench: $(STAMP)
 key: $(STAMP)
 	$(PY) -m apigw.keys $(or $(NAME),$(error usage: make key NAME=consumer-name))
 
+# Coverage-guided fuzzing of path checking and header filtering (atheris, libFuzzer).
+FUZZ_TIME ?= 60
+fuzz: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-fuzz.txt
+	mkdir -p .fuzz-corpus
+	$(PY) fuzz/fuzz_paths_headers.py -max_total_time=$(FUZZ_TIME) -print_final_stats=1 .fuzz-corpus
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .fuzz-corpus

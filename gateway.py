@@ -6,44 +6,66 @@ Under gunicorn: gunicorn gateway:create_app --worker-class aiohttp.GunicornUVLoo
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from aiohttp import web
 
-from apigw.appkeys import KEYRING_KEY, OPEN_PATHS_KEY, OPEN_PREFIXES_KEY, SETTINGS_KEY
+from apigw.appkeys import (
+    KEYRING_KEY,
+    OPEN_PATHS_KEY,
+    OPEN_PREFIXES_KEY,
+    REQUEST_GATE_KEY,
+    SETTINGS_KEY,
+)
 from apigw.cli import fail, make_parser, setup_logging
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.docs_fetch import setup_backend_docs
 from apigw.health import READYZ_PATH, setup_health
 from apigw.keys import Keyring
 from apigw.lifecycle import serve_gateway, setup_lifecycle
-from apigw.openapi import DOCS_PATH, gateway_paths, setup_docs
+from apigw.limits import RequestGate
+from apigw.logs import install_redaction
+from apigw.openapi import DOCS_PATH, setup_docs
 from apigw.proxy import defer_continue, setup_proxy
+from apigw.server import parser_name, server_args
 from middleware import GATEWAY_MIDDLEWARES
 
-# Server settings that a proxy needs whichever way it is started (run_app or gunicorn).
-SERVER_ARGS = {
-    # Bodies are forwarded as sent; decompressing would break Content-Length and Content-Encoding.
-    "auto_decompress": False,
-}
+log = logging.getLogger("apigw")
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def report_parser(app: web.Application) -> None:
+    name = parser_name()
+    if name == "pure Python":
+        log.warning("HTTP parser: %s (aiohttp's C extension is missing or disabled)", name)
+    else:
+        log.info("HTTP parser: %s", name)
+
+
 async def create_app(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway application; with no settings, the config is loaded as `main()` would."""
     if settings is None:
         settings = load_gateway_settings()
-    app = web.Application(middlewares=GATEWAY_MIDDLEWARES, handler_args=SERVER_ARGS)
+    # handler_args reach aiohttp's server whichever way it is started (run_app or gunicorn),
+    # and take precedence over gunicorn's keepalive setting.
+    app = web.Application(
+        middlewares=GATEWAY_MIDDLEWARES, handler_args=server_args(settings.limits)
+    )
     app[SETTINGS_KEY] = settings
+    app[REQUEST_GATE_KEY] = RequestGate(settings.limits)
+    app.on_startup.append(report_parser)
     app[KEYRING_KEY] = Keyring(settings.consumers)
     app[OPEN_PATHS_KEY] = frozenset({"/healthz", READYZ_PATH, DOCS_PATH})
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get("/healthz", healthz)
-    setup_docs(app, "API gateway", gateway_paths())
+    spec = setup_docs(app, "API gateway")
     proxy = setup_proxy(app)
+    setup_backend_docs(app, spec)
     setup_health(app)
     setup_lifecycle(app, settings.shutdown)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
@@ -67,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_gateway_settings(args.config, os.environ, production=args.production)
     except ConfigError as exc:
         return fail("gateway", f"config error: {exc}")
+    install_redaction([settings.gateway_secret])
     serve_gateway(
         lambda: create_app(settings),
         args.host,

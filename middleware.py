@@ -10,7 +10,7 @@ import hmac
 import logging
 import traceback
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from apigw.appkeys import (
@@ -19,11 +19,11 @@ from apigw.appkeys import (
     KEYRING_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
+    REQUEST_GATE_KEY,
     REQUEST_ID_KEY,
 )
 from apigw.errors import GatewayError, problem_response, render_error
 from apigw.headers import API_KEY_HEADER, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
-from apigw.proxy import ALLOW, FORWARDED_METHODS
 
 log = logging.getLogger("apigw.errors")
 # nginx's convention for the access log: the client closed the connection first.
@@ -54,12 +54,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
-        return render_error(exc, request[REQUEST_ID_KEY])
+        response = render_error(exc, request[REQUEST_ID_KEY])
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return problem_response(exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers)
+        response = problem_response(
+            exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers
+        )
     except ConnectionError:
         # The client went away mid-reply: nothing can be sent, and it is not our fault.
         return web.Response(status=CLIENT_CLOSED_REQUEST)
@@ -70,17 +72,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.error(
             "unhandled %s in request %s\n%s", type(exc).__name__, request[REQUEST_ID_KEY], where
         )
-        return problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+        response = problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+    if request.body_exists and not request.content.at_eof():
+        # A refused upload is not drained for long (aiohttp would read it for up to 10 s to
+        # keep the connection): the connection closes after the short lingering time.
+        response.force_close()
+    return response
 
 
 @web.middleware
-async def method_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuses methods the gateway never forwards (TRACE, CONNECT, unknown ones) with 405."""
-    if request.method not in FORWARDED_METHODS:
-        raise GatewayError(
-            405, "The gateway does not forward this method.", headers={hdrs.ALLOW: ALLOW}
-        )
-    return await handler(request)
+async def request_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuses heads no backend should see, and sheds load past the in-flight cap.
+
+    It runs before the key check: a malformed or oversized request costs no key lookup, and
+    its answer (400/405/414/431/505, connection closed) tells nothing about keys or routes.
+    Methods are its first check: TRACE, CONNECT and the other known methods the gateway does
+    not forward get 405 with Allow; unknown ones 400, as aiohttp's C parser answers them.
+    """
+    gate = request.app[REQUEST_GATE_KEY]
+    gate.check(request)
+    gate.enter()
+    try:
+        return await handler(request)
+    finally:
+        gate.leave()
 
 
 @web.middleware
@@ -121,7 +136,7 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
 GATEWAY_MIDDLEWARES = (
     request_id_middleware,
     error_middleware,
-    method_middleware,
+    request_gate_middleware,
     client_key_middleware,
 )
 SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)

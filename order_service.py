@@ -1,37 +1,28 @@
 """The orders service: answers only the gateway (x-gateway-secret), on port 8002 by default.
 
-Run: python order_service.py [--host H] [--port P]
+Run: python order_service.py [--host H] [--port P]   (database: $ORDERS_DB, else data/orders.db)
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 from apigw.cli import fail, make_parser, serve, setup_logging
 from apigw.config import ConfigError, ServiceSettings, load_service_settings
-from apigw.errors import GatewayError
-from apigw.service import int_id, make_service_app
-
-SAMPLE_ORDERS = {
-    1: "Analytical engine",
-    2: "Bombe",
-    3: "Compiler manual",
-}
+from apigw.orders_api import DB_FILE, DB_VARIABLE, setup_orders
+from apigw.service import make_service_app
+from apigw.storage import database_path
 
 
-async def get_order(request: web.Request) -> web.Response:
-    order_id = int_id(request, "order_id")
-    item = SAMPLE_ORDERS.get(order_id)
-    if item is None:
-        raise GatewayError(404, f"No order with id {order_id}.")
-    return web.json_response({"order_id": order_id, "item": item})
-
-
-async def create_app(settings: ServiceSettings | None = None) -> web.Application:
+async def create_app(
+    settings: ServiceSettings | None = None, db_path: Path | None = None
+) -> web.Application:
     app = make_service_app(settings or load_service_settings())
-    app.router.add_get("/orders/{order_id}", get_order)
+    setup_orders(app, db_path or database_path(os.environ, DB_VARIABLE, DB_FILE))
     return app
 
 
@@ -40,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         settings = load_service_settings()
+        db_path = database_path(os.environ, DB_VARIABLE, DB_FILE)
     except ConfigError as exc:
         return fail("order_service", f"config error: {exc}")
-    serve(lambda: create_app(settings), args.host, args.port)
+    serve(lambda: create_app(settings, db_path), args.host, args.port)
     return 0
 
 

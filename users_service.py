@@ -1,37 +1,28 @@
 """The users service: answers only the gateway (x-gateway-secret), on port 8001 by default.
 
-Run: python users_service.py [--host H] [--port P]
+Run: python users_service.py [--host H] [--port P]   (database: $USERS_DB, else data/users.db)
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 from apigw.cli import fail, make_parser, serve, setup_logging
 from apigw.config import ConfigError, ServiceSettings, load_service_settings
-from apigw.errors import GatewayError
-from apigw.service import int_id, make_service_app
-
-SAMPLE_USERS = {
-    1: "Ada Lovelace",
-    2: "Alan Turing",
-    3: "Grace Hopper",
-}
+from apigw.service import make_service_app
+from apigw.storage import database_path
+from apigw.users_api import DB_FILE, DB_VARIABLE, setup_users
 
 
-async def get_user(request: web.Request) -> web.Response:
-    user_id = int_id(request, "user_id")
-    name = SAMPLE_USERS.get(user_id)
-    if name is None:
-        raise GatewayError(404, f"No user with id {user_id}.")
-    return web.json_response({"user_id": user_id, "name": name})
-
-
-async def create_app(settings: ServiceSettings | None = None) -> web.Application:
+async def create_app(
+    settings: ServiceSettings | None = None, db_path: Path | None = None
+) -> web.Application:
     app = make_service_app(settings or load_service_settings())
-    app.router.add_get("/users/{user_id}", get_user)
+    setup_users(app, db_path or database_path(os.environ, DB_VARIABLE, DB_FILE))
     return app
 
 
@@ -40,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         settings = load_service_settings()
+        db_path = database_path(os.environ, DB_VARIABLE, DB_FILE)
     except ConfigError as exc:
         return fail("users_service", f"config error: {exc}")
-    serve(lambda: create_app(settings), args.host, args.port)
+    serve(lambda: create_app(settings, db_path), args.host, args.port)
     return 0
 
 

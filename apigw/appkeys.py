@@ -8,10 +8,13 @@ import aiohttp
 from aiohttp import web
 
 if TYPE_CHECKING:
+    import aiosqlite
+
     from apigw.config import GatewaySettings, ServiceSettings
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
+    from apigw.limits import RequestGate
     from apigw.proxy import Proxy
     from apigw.reload import Reloader
 
@@ -23,8 +26,11 @@ PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
 HEALTH_CHECKS_KEY: web.AppKey[HealthChecks] = web.AppKey("health_checks")
 LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
+REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
+# A service's SQLite connection (apigw.storage).
+DATABASE_KEY: web.AppKey[aiosqlite.Connection] = web.AppKey("database")
 # Paths that need neither a client key nor a gateway secret.
 OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from time import monotonic
 
 from aiohttp import StreamReader
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from apigw.errors import GatewayError
 
@@ -56,6 +58,11 @@ class RequestBody:
                         chunk = await read()
             except TimeoutError:
                 self.error = GatewayError(408, "The request body stopped arriving.", close=True)
+                raise self.error from None
+            except (RequestPayloadError, HttpProcessingError):
+                # Bad chunk framing: the upload is aborted, so the upstream never sees a
+                # complete request; the parser's message quotes the body, so it is dropped.
+                self.error = GatewayError(400, "The request body is malformed.", close=True)
                 raise self.error from None
             if not chunk:
                 return

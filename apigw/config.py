@@ -26,6 +26,10 @@ RESERVED_PREFIXES = ("/docs", "/healthz", "/readyz")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _CONSUMER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_BYTE_UNITS = {"": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+_BYTE_SIZE = re.compile(r"([0-9]+)\s*([KMGkmg][iI][bB])?")
+# An API body larger than this is almost always a mistake; routes that take uploads raise it.
+DEFAULT_MAX_BODY_BYTES = 10 << 20
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -90,11 +94,36 @@ _DEFAULT_POOL = PoolSettings()
 
 
 @dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one client request may cost the gateway before a backend is involved.
+
+    The sizes default to aiohttp's own parser limits, so a request the gateway accepts is one
+    an aiohttp backend accepts too.
+    """
+
+    max_request_line: int = 8190  # bytes of "METHOD target HTTP/1.1"; over: 414
+    max_header_field: int = 8190  # bytes of one header's name and value; over: 431
+    max_header_bytes: int = 32768  # the whole header section, 4 bytes per field for ": " CRLF
+    max_headers: int = 100  # header fields; over: 431
+    max_in_flight: int = 1024  # requests in progress per worker; over: 503
+    # An idle keep-alive connection, or one whose request head is still arriving, is closed
+    # after this long: it is also the deadline for a slowly sent (slowloris) request head.
+    idle_timeout: float = 15.0
+    # After refusing a request whose body is still arriving, the rest is read and dropped for
+    # at most this long before closing, so the client sees the answer rather than a reset.
+    lingering_time: float = 2.0
+
+
+_LIMIT_FIELDS = ("max_request_line", "max_header_field", "max_header_bytes", "max_headers")
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     routes: tuple[Route, ...]
     consumers: tuple[Consumer, ...]
     gateway_secret: str = field(repr=False)
     pool: PoolSettings = PoolSettings()
+    limits: ServerLimits = ServerLimits()
     shutdown: Shutdown = Shutdown()
     access_log: bool = False
     production: bool = False
@@ -325,9 +354,41 @@ def _byte_size(node: dict[str, Any], key: str, where: str, default: int | None) 
     value = node[key]
     if value is None:
         return None
+    if isinstance(value, str):
+        match = _BYTE_SIZE.fullmatch(value.strip())
+        if match is not None:
+            return int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").lower()]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}.{key}: expected a byte count (integer >= 0) or null")
+        raise ConfigError(
+            f"{where}.{key}: expected a byte count (integer >= 0, or e.g. '10 MiB') or null"
+        )
     return value
+
+
+def _parse_limits(node: Any) -> ServerLimits:
+    node = _mapping(
+        node or {}, "limits", {*_LIMIT_FIELDS, "max_in_flight", "idle_timeout", "lingering_time"}
+    )
+    defaults = ServerLimits()
+    counts: dict[str, int] = {}
+    for key in (*_LIMIT_FIELDS, "max_in_flight"):
+        value = node.get(key, getattr(defaults, key))
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)  # from a ${VAR:-default} substitution
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"limits.{key}: expected a positive integer, got {value!r}")
+        counts[key] = value
+    if counts["max_request_line"] < 64 or counts["max_header_field"] < 64:
+        raise ConfigError("limits: max_request_line and max_header_field must be at least 64")
+    return ServerLimits(
+        **counts,
+        idle_timeout=_number(
+            node.get("idle_timeout"), "limits.idle_timeout", defaults.idle_timeout
+        ),
+        lingering_time=_number(
+            node.get("lingering_time"), "limits.lingering_time", defaults.lingering_time, minimum=0
+        ),
+    )
 
 
 def _parse_timeouts(node: Any, where: str, defaults: Timeouts) -> Timeouts:
@@ -386,6 +447,7 @@ def parse_gateway_settings(
             "timeouts",
             "access_log",
             "max_body_bytes",
+            "limits",
             "balance",
             "retries",
             "health",
@@ -393,12 +455,13 @@ def parse_gateway_settings(
         },
     )
     top = _expand_tree(top, env, "")
+    limits = _parse_limits(top.get("limits"))
     # Every route starts from these; a route's own keys override them.
     defaults = Route(
         prefix="/",
         upstreams=(),
         timeouts=_parse_timeouts(top.get("timeouts"), "timeouts", Timeouts()),
-        max_body_bytes=_byte_size(top, "max_body_bytes", "config", None),
+        max_body_bytes=_byte_size(top, "max_body_bytes", "config", DEFAULT_MAX_BODY_BYTES),
         balance=_balance(top, "config", "round_robin"),
         retries=_retries(top, "config", 1),
         health=_parse_health(top.get("health"), "health", Health()),
@@ -457,6 +520,7 @@ def parse_gateway_settings(
         consumers=consumers,
         gateway_secret=secret,
         pool=pool,
+        limits=limits,
         shutdown=_parse_shutdown(top.get("shutdown")),
         access_log=access_log,
         production=production,

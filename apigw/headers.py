@@ -28,6 +28,8 @@ HOP_BY_HOP = (
     hdrs.UPGRADE,
     hdrs.PROXY_AUTHORIZATION,
     hdrs.PROXY_AUTHENTICATE,
+    # RFC 9113 3.2.1: belongs to the h2c upgrade of this one connection.
+    istr("http2-settings"),
 )
 # Removed from what the client sent: hop-by-hop, framing the gateway redoes itself, the
 # client's credentials, and every header the gateway sets, so none can be forged.

@@ -1,20 +1,32 @@
-"""The Swagger page at /docs: aiohttp-swagger3's bundled UI over the gateway's OpenAPI document.
+"""aiohttp-swagger3 set-up shared by the gateway and the services, and the gateway's own document.
 
-No API route is registered through aiohttp-swagger3: the proxy serves them, and its request
-validation would read (buffer) bodies. The document it serves is a plain dict, edited in place.
+The gateway's /docs page serves a live spec dict that `apigw.docs_fetch` fills in place from the
+backends' documents; the services serve theirs (behind the gateway secret) from a YAML file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import attr
 from aiohttp import web
-from aiohttp_swagger3 import SwaggerDocs, SwaggerInfo, SwaggerUiSettings
+from aiohttp_swagger3 import SwaggerDocs, SwaggerFile, SwaggerInfo, SwaggerUiSettings
 
 DOCS_PATH = "/docs"
+# Where aiohttp-swagger3 serves the document of a UI mounted at DOCS_PATH, on every app.
+SPEC_PATH = DOCS_PATH + "/swagger.json"
 API_KEY_SCHEME = "ApiKeyAuth"
+# What the gateway itself may answer on any route, whatever a backend documents; the merge
+# adds each to every operation that does not document that status already.
+GATEWAY_RESPONSES = {
+    "401": ("KeyRequired", "No valid API key in the x-api-key header"),
+    "502": ("BackendUnreachable", "The backend could not be reached"),
+    "504": ("BackendTimeout", "The backend did not answer in time"),
+}
 
 
 @attr.attrs(slots=True, frozen=True, eq=False, hash=False, auto_attribs=True, kw_only=True)
@@ -23,86 +35,82 @@ class _UiSettings(SwaggerUiSettings):  # type: ignore[misc]
     persistAuthorization: bool = True
 
 
-def _problem_schema() -> dict[str, Any]:
+def _ui_settings() -> SwaggerUiSettings:
+    return _UiSettings(path=DOCS_PATH, validatorUrl=None)  # type: ignore[call-arg]
+
+
+@contextmanager
+def _without_meta_schema() -> Iterator[None]:
+    # aiohttp-swagger3 compiles the OpenAPI meta-schema at construction (~45 MB RSS, 0.3 s per
+    # process) only to check documents at start-up; the tests check every document with
+    # openapi-spec-validator instead, which is stricter.
+    with mock.patch(
+        "aiohttp_swagger3.swagger.fastjsonschema.compile", return_value=lambda spec: None
+    ):
+        yield
+
+
+def _problem_response(description: str) -> dict[str, Any]:
     return {
-        "type": "object",
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "request_id": {"type": "string"},
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
         },
     }
 
 
-def _get_by_id(tag: str, param: str, example: dict[str, Any]) -> dict[str, Any]:
-    problem = {"$ref": "#/components/responses/Problem"}
+def problem_components() -> dict[str, Any]:
+    """The RFC 9457 error shape, documented identically by every app so the merge shares it."""
     return {
-        "get": {
-            "tags": [tag],
-            "summary": f"Get one {tag[:-1]} by id",
-            "parameters": [
-                {
-                    "name": param,
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "integer", "example": 1},
-                }
-            ],
-            "responses": {
-                "200": {
-                    "description": "Found",
-                    "content": {"application/json": {"example": example}},
+        "schemas": {
+            "Problem": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "request_id": {"type": "string"},
                 },
-                "400": problem,
-                "401": problem,
-                "404": problem,
-                "502": problem,
-                "504": problem,
-            },
-        }
+            }
+        },
+        "responses": {"Problem": _problem_response("An error, as RFC 9457 problem details")},
     }
 
 
-def gateway_paths() -> dict[str, Any]:
-    return {
-        "/users/{user_id}": _get_by_id("users", "user_id", {"user_id": 1, "name": "Ada Lovelace"}),
-        "/orders/{order_id}": _get_by_id(
-            "orders", "order_id", {"order_id": 1, "item": "Analytical engine"}
-        ),
+def gateway_components() -> dict[str, Any]:
+    """What the gateway's document holds before any backend's part is merged in."""
+    components = problem_components()
+    for name, description in GATEWAY_RESPONSES.values():
+        components["responses"][name] = _problem_response(description)
+    components["securitySchemes"] = {
+        API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
     }
+    return components
 
 
-def setup_docs(app: web.Application, title: str, paths: dict[str, Any]) -> dict[str, Any]:
-    """Serve Swagger UI at /docs and return the live document it shows."""
-    # aiohttp-swagger3 compiles the OpenAPI meta-schema at construction (~50 MB RSS, 0.3 s)
-    # only to validate routes registered through it; the gateway registers none, and its
-    # document is validated by the tests instead.
-    with mock.patch(
-        "aiohttp_swagger3.swagger.fastjsonschema.compile", return_value=lambda spec: None
-    ):
+def setup_docs(app: web.Application, title: str) -> dict[str, Any]:
+    """Serve Swagger UI at /docs and return the live document it shows, with no paths yet.
+
+    No API route is registered through aiohttp-swagger3: the proxy serves them, and its request
+    validation would read (buffer) bodies.
+    """
+    with _without_meta_schema():
         docs = SwaggerDocs(
             app,
             validate=False,
             info=SwaggerInfo(title=title, version="1.0.0"),
-            swagger_ui_settings=_UiSettings(path=DOCS_PATH, validatorUrl=None),  # type: ignore[call-arg]
+            swagger_ui_settings=_ui_settings(),
         )
     spec: dict[str, Any] = docs.spec
-    spec["paths"].update(paths)
-    spec["components"] = {
-        "securitySchemes": {
-            API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
-        },
-        "schemas": {"Problem": _problem_schema()},
-        "responses": {
-            "Problem": {
-                "description": "An error, as RFC 9457 problem details",
-                "content": {
-                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-                },
-            }
-        },
-    }
+    # A plain dict: aiohttp-swagger3's defaultdict would invent entries on lookup.
+    spec["paths"] = {}
+    spec["components"] = gateway_components()
     spec["security"] = [{API_KEY_SCHEME: []}]
     return spec
+
+
+def load_service_docs(app: web.Application, spec_file: Path) -> SwaggerFile:
+    """A service's document, served at /docs/swagger.json and used to validate its requests."""
+    with _without_meta_schema():
+        return SwaggerFile(app, str(spec_file), validate=True, swagger_ui_settings=_ui_settings())

@@ -68,7 +68,7 @@ class Reloader:
         )
         fixed = [
             name
-            for name in ("pool", "shutdown", "access_log")
+            for name in ("pool", "limits", "shutdown", "access_log")
             if getattr(settings, name) != getattr(current, name)
         ]
         if fixed:

@@ -37,6 +37,10 @@ def check_path(raw_path: str) -> str:
         raise GatewayError(400, "The path must start with '/'.")
     if _FORBIDDEN_RAW.search(raw_path) or _FORBIDDEN_ESCAPE.search(raw_path):
         raise GatewayError(400, "The path contains a forbidden character.")
+    if "//" in raw_path:
+        # A backend that merges slashes would read /users//admin as /users/admin, a route
+        # the gateway did not choose (and whose limits and policies it did not apply).
+        raise GatewayError(400, "Empty path segments ('//') are not allowed.")
     if "%" in raw_path:
         try:
             decoded = unquote(raw_path, errors="strict")

@@ -1,8 +1,14 @@
-"""What every backend service shares: the gateway-secret guard, errors, request ids, /healthz."""
+"""What every backend service shares: the gateway-secret guard, errors, request ids, /healthz,
+and the shapes of its answers (201 with Location, one page of a list with its next link).
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import hdrs, web
+from yarl import URL
 
 from apigw.appkeys import (
     ACCEPTED_SECRETS_KEY,
@@ -11,7 +17,6 @@ from apigw.appkeys import (
     SERVICE_SETTINGS_KEY,
 )
 from apigw.config import ServiceSettings
-from apigw.errors import GatewayError
 from middleware import SERVICE_MIDDLEWARES
 
 
@@ -23,14 +28,37 @@ def make_service_app(settings: ServiceSettings) -> web.Application:
     app = web.Application(middlewares=SERVICE_MIDDLEWARES)
     app[SERVICE_SETTINGS_KEY] = settings
     app[ACCEPTED_SECRETS_KEY] = tuple(s.encode() for s in settings.accepted_secrets)
+    # The service's own OpenAPI document is not open: only the gateway reads it.
     app[OPEN_PATHS_KEY] = frozenset({"/healthz"})
     app[OPEN_PREFIXES_KEY] = ()
     app.router.add_get("/healthz", healthz)
     return app
 
 
-def int_id(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise GatewayError(400, f"{name} must be a positive integer.")
-    return int(raw)
+def created(location: str, body: Mapping[str, Any]) -> web.Response:
+    return web.json_response(body, status=201, headers={hdrs.LOCATION: location})
+
+
+def page(
+    request: web.Request,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    limit: int,
+    id_field: str,
+    filters: Mapping[str, object] | None = None,
+) -> web.Response:
+    """One page of a list in id order, from up to `limit + 1` rows.
+
+    The extra row only says that a next page exists. Its link is keyset-based (`after` the last
+    id shown), so rows inserted or deleted meanwhile never shift or repeat a page. The link is a
+    path, so it is equally valid on the service and through the gateway.
+    """
+    items = list(rows[:limit])
+    next_link = None
+    headers = {}
+    if len(rows) > limit:
+        query = {k: str(v) for k, v in (filters or {}).items() if v is not None}
+        query.update(limit=str(limit), after=str(items[-1][id_field]))
+        next_link = str(URL.build(path=request.path, query=query))
+        headers[hdrs.LINK] = f'<{next_link}>; rel="next"'
+    return web.json_response({"items": items, "next": next_link}, headers=headers)

@@ -8,15 +8,22 @@ import hashlib
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
-from apigw.config import GatewaySettings, parse_gateway_settings
+from apigw.config import (
+    GatewaySettings,
+    ServiceSettings,
+    load_service_settings,
+    parse_gateway_settings,
+)
 from apigw.keys import digest_of
+from apigw.openapi import SPEC_PATH
 
 DEMO_KEY = "secret002oUdaRJA"
 OTHER_KEY = "gw_other-consumer-key-0123456789"
@@ -76,6 +83,10 @@ class EchoUpstream:
         return str(self.server.make_url("")).rstrip("/")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith(SPEC_PATH):
+            # The gateway's start-up fetch of the backend's OpenAPI document, not proxied
+            # traffic: not recorded, and "no document here" (tests/test_docs_* cover it).
+            raise web.HTTPNotFound()
         body = await request.read()
         assert request.transport is not None
         peer = request.transport.get_extra_info("peername")
@@ -154,6 +165,12 @@ async def echo_upstream(
     return echo
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from apigw.server import parser_name
+
+    return f"aiohttp HTTP parser: {parser_name()}"
+
+
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
@@ -178,3 +195,61 @@ async def gateway(
     return await make_gateway(
         make_settings({"/users": [echo_upstream.url], "/orders": [echo_upstream.url]})
     )
+
+
+SECRET_HEADERS = {"x-gateway-secret": TEST_SECRET}
+PROBLEM = "application/problem+json"
+ServiceClient = TestClient[web.Request, web.Application]
+ServiceFactory = Callable[[Path], Awaitable[ServiceClient]]
+
+
+def make_service_settings() -> ServiceSettings:
+    return load_service_settings({"GATEWAY_SECRET": TEST_SECRET})
+
+
+def _service_factory(
+    aiohttp_client: Callable[..., Awaitable[ServiceClient]],
+    create_app: Callable[[ServiceSettings, Path], Awaitable[web.Application]],
+) -> ServiceFactory:
+    async def factory(db_path: Path) -> ServiceClient:
+        app = await create_app(make_service_settings(), db_path)
+        # Every request carries the gateway secret, as the gateway would send it.
+        return await aiohttp_client(app, headers=SECRET_HEADERS)
+
+    return factory
+
+
+@pytest.fixture
+def make_users(aiohttp_client: Callable[..., Awaitable[ServiceClient]]) -> ServiceFactory:
+    """Starts the real users service on a database file; several may share one file."""
+    from users_service import create_app
+
+    return _service_factory(aiohttp_client, create_app)
+
+
+@pytest.fixture
+def make_orders(aiohttp_client: Callable[..., Awaitable[ServiceClient]]) -> ServiceFactory:
+    """Starts the real orders service on a database file; several may share one file."""
+    from order_service import create_app
+
+    return _service_factory(aiohttp_client, create_app)
+
+
+@pytest.fixture
+async def users(make_users: ServiceFactory, tmp_path: Path) -> ServiceClient:
+    return await make_users(tmp_path / "users.db")
+
+
+@pytest.fixture
+async def orders(make_orders: ServiceFactory, tmp_path: Path) -> ServiceClient:
+    return await make_orders(tmp_path / "orders.db")
+
+
+async def problem(resp: ClientResponse, status: int) -> dict[str, Any]:
+    """The problem+json body of `resp`, checked for `status` and the request id."""
+    assert resp.status == status
+    assert resp.content_type == PROBLEM
+    body: dict[str, Any] = await resp.json()
+    assert body["status"] == status
+    assert body["request_id"] == resp.headers["X-Request-ID"]
+    return body

@@ -45,6 +45,9 @@ class Fault:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if path.endswith("/docs/swagger.json"):
+            # The gateway's docs fetcher: no API description here, and not counted.
+            raise web.HTTPNotFound()
         if path == "/healthz":
             return web.json_response({"backend": self.name}, status=self.health_status)
         if path == "/_fault/health":

@@ -34,13 +34,13 @@ def parse_response(raw: bytes) -> RawResponse:
         name, _, value = line.partition(":")
         headers.add(name.strip(), value.strip())
     if headers.get("Transfer-Encoding", "").lower() == "chunked":
-        body = _dechunk(body)
+        body = dechunk(body)
     elif "Content-Length" in headers:
         body = body[: int(headers["Content-Length"])]
     return RawResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body, raw)
 
 
-def _dechunk(data: bytes) -> bytes:
+def dechunk(data: bytes) -> bytes:
     out = bytearray()
     while data:
         size_line, _, data = data.partition(b"\r\n")

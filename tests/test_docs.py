@@ -42,8 +42,13 @@ async def test_document_describes_the_api_and_the_key_scheme(
     spec = await resp.json()
     validate_openapi(spec)
     assert spec["openapi"].startswith("3.0")
-    assert "get" in spec["paths"]["/users/{user_id}"]
-    assert "get" in spec["paths"]["/orders/{order_id}"]
+    # Paths come from the backends' own documents (tests/test_docs_gateway.py); the echo
+    # upstream has none, so the page says what it is waiting for.
+    assert spec["paths"] == {}
+    assert (
+        "Still waiting for the API description of `/users`, `/orders`"
+        in (spec["info"]["description"])
+    )
     schemes = spec["components"]["securitySchemes"]
     assert {"type": "apiKey", "in": "header", "name": "x-api-key"} in schemes.values()
     assert spec["security"]

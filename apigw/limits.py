@@ -1,0 +1,167 @@
+"""The shape and size a request must have before the gateway spends anything on it.
+
+aiohttp's parser refuses most malformed input itself (apigw/server.py answers for it); this
+checks what it lets through: framing it tolerates, Host syntax, methods and versions, and the
+gateway's exact size limits, which do not depend on the parser (C or pure Python) in use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import HttpVersion10, HttpVersion11, hdrs, web
+
+from apigw.config import ServerLimits
+from apigw.errors import GatewayError
+from apigw.proxy import ALLOW, FORWARDED_METHODS
+
+# Every request method llhttp (aiohttp's C parser) knows. The C parser refuses any other with
+# a 400; the pure-Python parser lets every token through, so the gate refuses them the same way.
+KNOWN_METHODS = FORWARDED_METHODS | frozenset(
+    {
+        "ACL",
+        "BIND",
+        "CHECKOUT",
+        "CONNECT",
+        "COPY",
+        "LINK",
+        "LOCK",
+        "M-SEARCH",
+        "MERGE",
+        "MKACTIVITY",
+        "MKCALENDAR",
+        "MKCOL",
+        "MOVE",
+        "NOTIFY",
+        "PROPFIND",
+        "PROPPATCH",
+        "PURGE",
+        "QUERY",
+        "REBIND",
+        "REPORT",
+        "SEARCH",
+        "SOURCE",
+        "SUBSCRIBE",
+        "TRACE",
+        "UNBIND",
+        "UNLINK",
+        "UNLOCK",
+        "UNSUBSCRIBE",
+    }
+)
+# A DNS name, IPv4 address or bracketed IPv6 literal, with an optional port.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# " " + " " + "HTTP/1.1" around the method and the target.
+_REQUEST_LINE_OVERHEAD = 10
+# ": " and CRLF around each header field, counted towards the header section size.
+_FIELD_OVERHEAD = 4
+_MAX_CONTENT_LENGTH = (1 << 63) - 1
+_RETRY_AFTER: dict[str, str] = {hdrs.RETRY_AFTER: "1"}
+
+
+class RequestGate:
+    """Checks each request head against the limits, and counts the requests in flight."""
+
+    __slots__ = (
+        "_max_field",
+        "_max_header_bytes",
+        "_max_headers",
+        "_max_line",
+        "in_flight",
+        "max_in_flight",
+    )
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self._max_line = limits.max_request_line
+        self._max_field = limits.max_header_field
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_headers = limits.max_headers
+        self.max_in_flight = limits.max_in_flight
+        self.in_flight = 0
+
+    def check(self, request: web.BaseRequest) -> None:
+        """Raise a `GatewayError` (which closes the connection) for a head the gateway refuses."""
+        version = request.version
+        if version != HttpVersion11 and version != HttpVersion10:
+            if version.major >= 2:
+                raise GatewayError(505, "Only HTTP/1.0 and HTTP/1.1 are supported.", close=True)
+            raise GatewayError(400, "The HTTP version is not valid.", close=True)
+        method = request.method
+        if method not in FORWARDED_METHODS:
+            if method in KNOWN_METHODS:
+                raise GatewayError(
+                    405,
+                    f"The gateway does not forward {method}.",
+                    headers={hdrs.ALLOW: ALLOW},
+                    close=True,
+                )
+            raise GatewayError(400, "The request method is not valid.", close=True)
+        target = request.raw_path
+        if not target.startswith("/"):
+            raise GatewayError(
+                400, "The request target must be a path starting with '/'.", close=True
+            )
+        if not target.isascii():
+            raise GatewayError(
+                400, "The request target must be ASCII (percent-encode the rest).", close=True
+            )
+        if len(method) + len(target) + _REQUEST_LINE_OVERHEAD > self._max_line:
+            raise GatewayError(
+                414, f"The request line is longer than {self._max_line} bytes.", close=True
+            )
+        self._check_fields(request)
+        headers = request.headers
+        host = headers.get(hdrs.HOST)
+        if host is not None and _HOST.fullmatch(host) is None:
+            raise GatewayError(400, "The Host header is not a valid host.", close=True)
+        coding = headers.get(hdrs.TRANSFER_ENCODING)
+        if coding is not None and (version != HttpVersion11 or coding.strip().lower() != "chunked"):
+            # Anything but a lone `chunked` on HTTP/1.1 is ambiguous framing: a front proxy
+            # may have read the body differently, so nothing on this connection is trusted.
+            raise GatewayError(
+                400, "Only 'Transfer-Encoding: chunked' on HTTP/1.1 is accepted.", close=True
+            )
+        length = request.content_length
+        if length is not None and length > _MAX_CONTENT_LENGTH:
+            raise GatewayError(400, "The Content-Length is not a valid length.", close=True)
+
+    def _check_fields(self, request: web.BaseRequest) -> None:
+        fields = request.raw_headers
+        if len(fields) > self._max_headers:
+            raise GatewayError(
+                431, f"More than {self._max_headers} header fields were sent.", close=True
+            )
+        max_field = self._max_field
+        total = 0
+        for name, value in fields:
+            size = len(name) + len(value)
+            if size > max_field:
+                raise GatewayError(
+                    431, f"A header field is longer than {max_field} bytes.", close=True
+                )
+            total += size
+            if not value.isascii():
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    # It could not be forwarded byte for byte: refuse it rather than guess.
+                    raise GatewayError(
+                        400, "A header value is not valid UTF-8.", close=True
+                    ) from None
+        if total + _FIELD_OVERHEAD * len(fields) > self._max_header_bytes:
+            raise GatewayError(
+                431,
+                f"The header fields are larger than {self._max_header_bytes} bytes in all.",
+                close=True,
+            )
+
+    def enter(self) -> None:
+        """Count one more request in flight, or refuse it with a 503 when at the cap."""
+        if self.in_flight >= self.max_in_flight:
+            raise GatewayError(
+                503, "The gateway is at capacity; retry shortly.", headers=_RETRY_AFTER, close=True
+            )
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
