@@ -16,8 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
+from apigw.cli import setup_logging
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.lifecycle import install_signal_handlers
+from apigw.logs import install_redaction
 
 # Where the master keeps the last config that passed its checks, on its own objects.
 _SETTINGS_ATTR = "apigw_settings"
@@ -53,7 +55,12 @@ def _accept(server: Any, settings: GatewaySettings) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     """Worker, just forked: it serves the settings the master checked."""
-    setattr(worker, _SETTINGS_ATTR, getattr(server, _SETTINGS_ATTR))
+    settings: GatewaySettings = getattr(server, _SETTINGS_ATTR)
+    setattr(worker, _SETTINGS_ATTR, settings)
+    # gunicorn configures only its own loggers: without this, the gateway's log lines would
+    # reach Python's last-resort handler unformatted, and unredacted.
+    setup_logging()
+    install_redaction([settings.gateway_secret])
     # A SIGTERM that comes while the worker boots would be lost (first the master's inherited
     # handler takes it, then uvloop drops signals that arrive before its loop runs), and the
     # worker would never stop. Held pending until the drain handler is in place instead.

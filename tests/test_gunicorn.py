@@ -73,6 +73,8 @@ async def test_gateway_serves_under_gunicorn_with_two_workers(tmp_path: Path) ->
     assert gunicorn_status == 0
     log = gunicorn.log()
     assert "Traceback" not in log
+    # Each worker logs through the gateway's formatted (and redacting) handler, INFO included.
+    assert log.count("INFO apigw: HTTP parser: C (llhttp)") == 2
     assert secret not in log and DEMO_KEY not in log
 
 
