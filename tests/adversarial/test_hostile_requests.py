@@ -3,7 +3,7 @@
 Each case states the replies expected (final statuses, in order; [] means the connection was
 closed without one), whether the gateway then closes the connection, and what the echo
 upstream may have received. Where aiohttp's two parsers differ and the gateway cannot hide
-it, the case says so with `by_parser` and the notes (docs/notes/issue-5-hostile-input.md) explain why.
+it, the case says so with `by_parser`, and docs/notes/issue-5-hostile-input.md explains why.
 """
 
 from __future__ import annotations
