@@ -176,7 +176,7 @@ class Proxy:
         headers: CIMultiDict[str],
         body: RequestBody | None,
     ) -> Awaitable[aiohttp.ClientResponse]:
-        # method_middleware lets only FORWARDED_METHODS through.
+        # request_gate_middleware lets only FORWARDED_METHODS through.
         return request.app[SESSION_KEY].request(
             request.method,
             URL(target.base + request.raw_path, encoded=True),
