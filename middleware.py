@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import traceback
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,6 +23,7 @@ from apigw.appkeys import (
 )
 from apigw.errors import GatewayError, problem_response, render_error
 from apigw.headers import API_KEY_HEADER, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
+from apigw.logs import describe_exception
 
 log = logging.getLogger("apigw.errors")
 # nginx's convention for the access log: the client closed the connection first.
@@ -68,9 +68,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         # The exception's message may hold request headers (secrets included): log its type
         # and where it was raised, never its text.
-        where = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
         log.error(
-            "unhandled %s in request %s\n%s", type(exc).__name__, request[REQUEST_ID_KEY], where
+            "unhandled error in request %s: %s", request[REQUEST_ID_KEY], describe_exception(exc)
         )
         response = problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
     if request.body_exists and not request.content.at_eof():
