@@ -42,12 +42,20 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run both services and the gateway.")
     parser.add_argument("--gateway-port", type=int, default=8000)
     parser.add_argument("--users-port", type=int, default=8001)
     parser.add_argument("--orders-port", type=int, default=8002)
     args = parser.parse_args(argv)
+    # Ctrl-C, and a SIGTERM from whatever supervises `make run`, stop all three. Set
+    # explicitly: a shell starting this in the background would leave SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     ports = {"users": args.users_port, "orders": args.orders_port, "gateway": args.gateway_port}
     env = dict(os.environ)
     env.setdefault("USERS_SERVICE_URL", f"http://127.0.0.1:{ports['users']}")

@@ -91,7 +91,8 @@ async def test_classic_examples_through_the_real_processes(system: dict[str, obj
         assert secret not in log, proc.name
 
 
-def test_make_run_starts_all_three_and_ctrl_c_stops_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_by", ["ctrl-c", "sigterm-to-run"])
+def test_make_run_starts_all_three_and_a_signal_stops_them(tmp_path: Path, stop_by: str) -> None:
     ports = {"gateway": free_port(), "users": free_port(), "orders": free_port()}
     env = {"USERS_DB": str(tmp_path / "u.db"), "ORDERS_DB": str(tmp_path / "o.db")}
     args = [sys.executable, "-m", "apigw.run_all"]
@@ -106,8 +107,12 @@ def test_make_run_starts_all_three_and_ctrl_c_stops_them(tmp_path: Path) -> None
             timeout=10,
         ) as resp:
             assert resp.status == 200
-        # Ctrl-C reaches the whole foreground process group, as in a terminal.
-        os.killpg(run.popen.pid, signal.SIGINT)
+        if stop_by == "ctrl-c":
+            # Ctrl-C reaches the whole foreground process group, as in a terminal.
+            os.killpg(run.popen.pid, signal.SIGINT)
+        else:
+            # A supervisor stops only the process it started: the children must follow.
+            run.popen.send_signal(signal.SIGTERM)
         assert run.popen.wait(timeout=20) == 0
         for port in ports.values():
             with socket.socket() as sock:
