@@ -30,35 +30,41 @@ def gunicorn_args(port: int, *extra: str) -> list[str]:
     ]
 
 
-async def test_gateway_serves_under_gunicorn_with_two_workers(tmp_path: Path) -> None:
+async def test_three_processes_with_the_gateway_under_gunicorn_with_two_workers(
+    tmp_path: Path,
+) -> None:
     secret = "gunicorn-" + secrets.token_urlsafe(24)
-    users_port, gateway_port = free_port(), free_port()
+    users_port, orders_port, gateway_port = free_port(), free_port(), free_port()
     env = {
         "GATEWAY_SECRET": secret,
         "USERS_SERVICE_URL": f"http://127.0.0.1:{users_port}",
+        "ORDERS_SERVICE_URL": f"http://127.0.0.1:{orders_port}",
         "USERS_DB": str(tmp_path / "u.db"),
+        "ORDERS_DB": str(tmp_path / "o.db"),
     }
-    users = Proc(
-        "users",
-        python_script("users_service.py", "--port", str(users_port)),
-        users_port,
-        env,
-        tmp_path,
-    )
+    services = [
+        Proc(name, python_script(script, "--port", str(port)), port, env, tmp_path)
+        for name, script, port in (
+            ("users", "users_service.py", users_port),
+            ("orders", "order_service.py", orders_port),
+        )
+    ]
     gunicorn = Proc("gunicorn", gunicorn_args(gateway_port), gateway_port, env, tmp_path)
     try:
-        users.wait_listening()
+        for service in services:
+            service.wait_listening()
         gunicorn.wait_listening()
         async with aiohttp.ClientSession() as http:
 
-            async def one() -> int:
+            async def one(path: str) -> int:
                 async with http.get(
-                    f"http://127.0.0.1:{gateway_port}/users/1", headers={"x-api-key": DEMO_KEY}
+                    f"http://127.0.0.1:{gateway_port}{path}", headers={"x-api-key": DEMO_KEY}
                 ) as resp:
                     await resp.read()
                     return resp.status
 
-            statuses = await asyncio.gather(*(one() for _ in range(40)))
+            paths = ["/users/1", "/orders/1"] * 20
+            statuses = await asyncio.gather(*(one(path) for path in paths))
             assert set(statuses) == {200}
             async with http.get(f"http://127.0.0.1:{gateway_port}/users/1") as resp:
                 assert resp.status == 401
@@ -69,7 +75,8 @@ async def test_gateway_serves_under_gunicorn_with_two_workers(tmp_path: Path) ->
         assert len(workers) == 2
     finally:
         gunicorn_status = gunicorn.stop()
-        users.stop()
+        for service in services:
+            service.stop()
     assert gunicorn_status == 0
     log = gunicorn.log()
     assert "Traceback" not in log
