@@ -154,15 +154,19 @@ class EchoUpstream:
         )
 
 
-@pytest.fixture
-async def echo_upstream(
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
-) -> EchoUpstream:
+async def start_echo(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> EchoUpstream:
     echo = EchoUpstream()
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/{tail:.*}", echo.handle)
     echo.server = await aiohttp_server(app)
     return echo
+
+
+@pytest.fixture
+async def echo_upstream(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> EchoUpstream:
+    return await start_echo(aiohttp_server)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -11,17 +11,8 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from apigw.openapi import SPEC_PATH
-from tests.conftest import EchoUpstream
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-async def start_echo(aiohttp_server: ServerFactory) -> EchoUpstream:
-    echo = EchoUpstream()
-    app = web.Application(client_max_size=1 << 30)
-    app.router.add_route("*", "/{tail:.*}", echo.handle)
-    echo.server = await aiohttp_server(app)
-    return echo
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from apigw.routing import RouteTable
-from tests.conftest import DEMO_KEY, EchoUpstream, GatewayFactory, make_settings
+from tests.conftest import DEMO_KEY, EchoUpstream, GatewayFactory, make_settings, start_echo
 from tests.rawhttp import get, raw_request
 
 KEY = {"x-api-key": DEMO_KEY}
@@ -106,15 +106,7 @@ async def test_no_route_is_404(gateway: TestClient[Any, Any], echo_upstream: Ech
 async def test_each_prefix_goes_to_its_own_upstream(
     make_gateway: GatewayFactory, aiohttp_server: Any
 ) -> None:
-    from tests.conftest import EchoUpstream as Echo
-
-    users, orders = Echo(), Echo()
-    for echo in (users, orders):
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", echo.handle)
-        echo.server = await aiohttp_server(app)
+    users, orders = await start_echo(aiohttp_server), await start_echo(aiohttp_server)
     client = await make_gateway(make_settings({"/users": [users.url], "/orders": [orders.url]}))
     assert (await client.get("/users/1", headers=KEY)).status == 200
     assert (await client.get("/orders/1", headers=KEY)).status == 200

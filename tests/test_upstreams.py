@@ -11,8 +11,15 @@ import pytest
 
 from apigw.config import Health, Route
 from apigw.upstreams import UpstreamPool
-from tests.conftest import DEMO_KEY, TEST_SECRET, GatewayFactory, free_port, make_settings
-from tests.fakes import ServerFactory, start_echo, start_named
+from tests.conftest import (
+    DEMO_KEY,
+    TEST_SECRET,
+    GatewayFactory,
+    free_port,
+    make_settings,
+    start_echo,
+)
+from tests.fakes import ServerFactory, start_named
 
 KEY = {"x-api-key": DEMO_KEY}
 
