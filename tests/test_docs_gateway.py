@@ -74,18 +74,25 @@ async def test_each_service_serves_a_valid_openapi_document_behind_the_secret(
     assert (await client.get("/docs/swagger.json", headers={"x-gateway-secret": ""})).status == 403
 
 
-async def test_merged_document_describes_both_services_and_is_valid_openapi(
+@pytest.fixture
+async def gateway_over_both(
     make_gateway: GatewayFactory,
     make_users: ServiceFactory,
     make_orders: ServiceFactory,
     tmp_path: Path,
-) -> None:
+) -> TestClient[Any, Any]:
+    """The gateway in front of both real services, each on its own database file."""
     users = await make_users(tmp_path / "users.db")
     orders = await make_orders(tmp_path / "orders.db")
-    gateway = await make_gateway(
+    return await make_gateway(
         make_settings({"/users": [url_of(users)], "/orders": [url_of(orders)]})
     )
-    spec = await wait_for_paths(gateway, ALL_PATHS)
+
+
+async def test_merged_document_describes_both_services_and_is_valid_openapi(
+    gateway_over_both: TestClient[Any, Any],
+) -> None:
+    spec = await wait_for_paths(gateway_over_both, ALL_PATHS)
 
     validate(spec)
     assert set(spec["paths"]) == ALL_PATHS
@@ -106,17 +113,10 @@ async def test_merged_document_describes_both_services_and_is_valid_openapi(
 
 
 async def test_docs_operations_work_through_the_gateway(
-    make_gateway: GatewayFactory,
-    make_users: ServiceFactory,
-    make_orders: ServiceFactory,
-    tmp_path: Path,
+    gateway_over_both: TestClient[Any, Any],
 ) -> None:
     # What Swagger UI's "Try it out" sends: the documented path, relative to the page.
-    users = await make_users(tmp_path / "users.db")
-    orders = await make_orders(tmp_path / "orders.db")
-    gateway = await make_gateway(
-        make_settings({"/users": [url_of(users)], "/orders": [url_of(orders)]})
-    )
+    gateway = gateway_over_both
     key = {"x-api-key": DEMO_KEY}
     resp = await gateway.get("/users/1", headers=key)
     assert (await resp.json())["name"] == "Ada Lovelace"
