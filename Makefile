@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fmt key fuzz clean
+.PHONY: run test test-fast system-packages lint typecheck pytest bench fmt key fuzz clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m apigw.run_all
 
-test: lint typecheck pytest
+test: system-packages lint typecheck pytest
+
+# The tests that need no real processes, browser or servers (everything but tests/system/).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q --ignore=tests/system
+
+# Debian packages the tests need (chromium, redis-server); does nothing when they are there.
+system-packages:
+	bash scripts/install-system-packages.sh
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

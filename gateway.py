@@ -6,63 +6,54 @@ Under gunicorn: gunicorn gateway:create_app --worker-class aiohttp.GunicornUVLoo
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 from aiohttp import web
 
-from apigw.appkeys import (
+from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.health import setup_health
+from apigw.keys import Keyring
+from apigw.lifecycle import install_signal_handlers, setup_lifecycle
+from apigw.openapi.fetch import setup_backend_docs
+from apigw.openapi.swagger import setup_docs
+from apigw.proxy import defer_continue, setup_proxy
+from apigw.request_gate import RequestGate
+from apigw.server import install_error_answers, report_parser, server_args
+from apigw.shared.appkeys import (
     KEYRING_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
     REQUEST_GATE_KEY,
+    SERVER_HEADER_KEY,
     SETTINGS_KEY,
 )
-from apigw.cli import fail, make_parser, setup_logging
-from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
-from apigw.docs_fetch import setup_backend_docs
-from apigw.health import READYZ_PATH, setup_health
-from apigw.keys import Keyring
-from apigw.lifecycle import serve_gateway, setup_lifecycle
-from apigw.limits import RequestGate
-from apigw.logs import install_redaction
-from apigw.openapi import DOCS_PATH, setup_docs
-from apigw.proxy import defer_continue, setup_proxy
-from apigw.server import parser_name, server_args
+from apigw.shared.cli import fail, make_parser, serve, setup_logging
+from apigw.shared.logs import install_redaction
+from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, healthz
 from middleware import GATEWAY_MIDDLEWARES
-
-log = logging.getLogger("apigw")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def report_parser(app: web.Application) -> None:
-    name = parser_name()
-    if name == "pure Python":
-        log.warning("HTTP parser: %s (aiohttp's C extension is missing or disabled)", name)
-    else:
-        log.info("HTTP parser: %s", name)
 
 
 async def create_app(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway application; with no settings, the config is loaded as `main()` would."""
     if settings is None:
         settings = load_gateway_settings()
+    # aiohttp has no hook for its parse-error answers; this routes them through ServerLog.
+    install_error_answers()
     # handler_args reach aiohttp's server whichever way it is started (run_app or gunicorn),
     # and take precedence over gunicorn's keepalive setting.
     app = web.Application(
-        middlewares=GATEWAY_MIDDLEWARES, handler_args=server_args(settings.limits)
+        middlewares=GATEWAY_MIDDLEWARES,
+        handler_args=server_args(settings.limits, settings.server_header),
     )
     app[SETTINGS_KEY] = settings
+    app[SERVER_HEADER_KEY] = settings.server_header
     app[REQUEST_GATE_KEY] = RequestGate(settings.limits)
     app.on_startup.append(report_parser)
     app[KEYRING_KEY] = Keyring(settings.consumers)
-    app[OPEN_PATHS_KEY] = frozenset({"/healthz", READYZ_PATH, DOCS_PATH})
+    app[OPEN_PATHS_KEY] = frozenset({HEALTHZ_PATH, READYZ_PATH, DOCS_PATH})
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
     proxy = setup_proxy(app)
     setup_backend_docs(app, spec)
@@ -90,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return fail("gateway", f"config error: {exc}")
     install_redaction([settings.gateway_secret])
-    serve_gateway(
+    serve(
         lambda: create_app(settings),
         args.host,
         args.port,
+        grace=settings.shutdown.grace,
+        install_signals=install_signal_handlers,
         access_log=settings.access_log,
     )
     return 0

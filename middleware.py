@@ -9,10 +9,10 @@ from __future__ import annotations
 import hmac
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from apigw.appkeys import (
+from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     CONSUMER_KEY,
     KEYRING_KEY,
@@ -20,12 +20,18 @@ from apigw.appkeys import (
     OPEN_PREFIXES_KEY,
     REQUEST_GATE_KEY,
     REQUEST_ID_KEY,
+    SERVER_HEADER_KEY,
 )
-from apigw.errors import GatewayError, problem_response, render_error
-from apigw.headers import API_KEY_HEADER, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
-from apigw.logs import describe_exception
+from apigw.shared.errors import ProblemError, abort_connection, problem_response, render_error
+from apigw.shared.headers import (
+    API_KEY_HEADER,
+    GATEWAY_SECRET_HEADER,
+    REQUEST_ID_HEADER,
+    request_id_from,
+)
+from apigw.shared.logs import describe_exception
 
-log = logging.getLogger("apigw.errors")
+log = logging.getLogger("apigw.shared.errors")
 # nginx's convention for the access log: the client closed the connection first.
 CLIENT_CLOSED_REQUEST = 499
 
@@ -39,39 +45,63 @@ def _is_open(request: web.Request) -> bool:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Keeps a sane client X-Request-ID, else makes one; every response carries it."""
+    """Keeps a sane client X-Request-ID, else makes one; every response carries it, and the
+    configured Server header."""
     request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID_KEY] = request_id
     response = await handler(request)
     if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = request_id
+        # aiohttp's default names Python's version and its own; ours names none.
+        headers[hdrs.SERVER] = request.app[SERVER_HEADER_KEY]
     return response
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The outermost error layer: every error leaves as problem+json with the request id."""
+    """The outermost error layer: every error leaves as problem+json with the request id.
+
+    Once a response head has left, no second one may follow: the connection is cut instead,
+    so the client sees a broken reply, never a wrong one.
+    """
     try:
         return await handler(request)
-    except GatewayError as exc:
-        response = render_error(exc, request[REQUEST_ID_KEY])
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        response = problem_response(
-            exc.status, exc.reason, request[REQUEST_ID_KEY], headers=headers
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            return _abort_started(request, exc)
+        return _error_response(request, exc)
+
+
+def _abort_started(request: web.Request, exc: Exception) -> web.StreamResponse:
+    if not isinstance(exc, ConnectionError):
+        log.error(
+            "error after the response started, request %s: %s; aborting the client",
+            request[REQUEST_ID_KEY],
+            describe_exception(exc),
         )
-    except ConnectionError:
+    abort_connection(request)
+    # Never written: aiohttp's finish_response meets the closed transport and stops.
+    return web.Response(status=CLIENT_CLOSED_REQUEST)
+
+
+def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    request_id = request[REQUEST_ID_KEY]
+    if isinstance(exc, ProblemError):
+        response = render_error(exc, request_id)
+    elif isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc  # a redirect raised by a handler is an answer, not an error
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        response = problem_response(exc.status, exc.reason, request_id, headers=headers)
+    elif isinstance(exc, ConnectionError):
         # The client went away mid-reply: nothing can be sent, and it is not our fault.
         return web.Response(status=CLIENT_CLOSED_REQUEST)
-    except Exception as exc:
+    else:
         # The exception's message may hold request headers (secrets included): log its type
         # and where it was raised, never its text.
-        log.error(
-            "unhandled error in request %s: %s", request[REQUEST_ID_KEY], describe_exception(exc)
-        )
-        response = problem_response(500, "Internal error.", request[REQUEST_ID_KEY])
+        log.error("unhandled error in request %s: %s", request_id, describe_exception(exc))
+        response = problem_response(500, "Internal error.", request_id)
     if request.body_exists and not request.content.at_eof():
         # A refused upload is not drained for long (aiohttp would read it for up to 10 s to
         # keep the connection): the connection closes after the short lingering time.
@@ -104,13 +134,13 @@ async def client_key_middleware(request: web.Request, handler: Handler) -> web.S
         return await handler(request)
     keys = request.headers.getall(API_KEY_HEADER, ())
     if len(keys) > 1:
-        raise GatewayError(400, "Send exactly one x-api-key header.")
+        raise ProblemError(400, "Send exactly one x-api-key header.")
     key = keys[0] if keys else ""
     consumer = None
     if key and key.isascii():
         consumer = request.app[KEYRING_KEY].consumer_for(key.encode())
     if consumer is None:
-        raise GatewayError(401, "A valid API key is required in the x-api-key header.")
+        raise ProblemError(401, "A valid API key is required in the x-api-key header.")
     request[CONSUMER_KEY] = consumer
     return await handler(request)
 
@@ -128,7 +158,7 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
         for secret in request.app[ACCEPTED_SECRETS_KEY]:
             ok |= hmac.compare_digest(candidate, secret)
     if not ok:
-        raise GatewayError(403, "This service only answers the gateway.")
+        raise ProblemError(403, "This service only answers the gateway.")
     return await handler(request)
 
 

@@ -11,17 +11,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from apigw.cli import fail, make_parser, serve, setup_logging
 from apigw.config import ConfigError, ServiceSettings, load_service_settings
-from apigw.service import make_service_app
-from apigw.storage import database_path
-from apigw.users_api import DB_FILE, DB_VARIABLE, setup_users
+from apigw.services.app import SERVICE_GRACE, make_service_app
+from apigw.services.storage import database_path
+from apigw.services.users import DB_FILE, DB_VARIABLE, setup_users
+from apigw.shared.cli import fail, make_parser, serve, setup_logging
+from apigw.shared.logs import install_redaction
+from middleware import SERVICE_MIDDLEWARES
 
 
 async def create_app(
     settings: ServiceSettings | None = None, db_path: Path | None = None
 ) -> web.Application:
-    app = make_service_app(settings or load_service_settings())
+    app = make_service_app(settings or load_service_settings(), SERVICE_MIDDLEWARES)
     setup_users(app, db_path or database_path(os.environ, DB_VARIABLE, DB_FILE))
     return app
 
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         db_path = database_path(os.environ, DB_VARIABLE, DB_FILE)
     except ConfigError as exc:
         return fail("users_service", f"config error: {exc}")
-    serve(lambda: create_app(settings, db_path), args.host, args.port)
+    install_redaction(settings.accepted_secrets)
+    serve(lambda: create_app(settings, db_path), args.host, args.port, grace=SERVICE_GRACE)
     return 0
 
 

@@ -1,1 +1,7 @@
-"""Internals of the API gateway: config, routing, proxying, auth, errors and docs."""
+"""Internals of the API gateway and of its two demo services.
+
+- the gateway core, flat here: proxy, routing, keys, request gate, upstreams, health, lifecycle;
+- `services/`: the demo users and orders services (the gateway never imports them);
+- `openapi/`: Swagger UI, and the gateway's merged page of its backends' documents;
+- `config/` and `shared/`: what both products use (tests/test_layering.py keeps it that way).
+"""

@@ -14,7 +14,7 @@ from aiohttp import StreamReader
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from apigw.errors import GatewayError
+from apigw.shared.errors import ProblemError
 
 
 class RequestBody:
@@ -39,7 +39,7 @@ class RequestBody:
         self._idle_timeout = idle_timeout
         self._deadline = deadline  # time.monotonic() by which the whole request must be done
         self.sent = 0  # bytes handed to the upstream connection so far
-        self.error: GatewayError | None = None
+        self.error: ProblemError | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -57,23 +57,23 @@ class RequestBody:
                     async with asyncio.timeout(idle):
                         chunk = await read()
             except TimeoutError:
-                self.error = GatewayError(408, "The request body stopped arriving.", close=True)
+                self.error = ProblemError(408, "The request body stopped arriving.", close=True)
                 raise self.error from None
             except (RequestPayloadError, HttpProcessingError):
                 # Bad chunk framing: the upload is aborted, so the upstream never sees a
                 # complete request; the parser's message quotes the body, so it is dropped.
-                self.error = GatewayError(400, "The request body is malformed.", close=True)
+                self.error = ProblemError(400, "The request body is malformed.", close=True)
                 raise self.error from None
             if not chunk:
                 return
             if deadline is not None and monotonic() > deadline:
-                self.error = GatewayError(
+                self.error = ProblemError(
                     408, "The request took longer than allowed in total.", close=True
                 )
                 raise self.error
             self.sent += len(chunk)
             if limit is not None and self.sent > limit:
-                self.error = GatewayError(
+                self.error = ProblemError(
                     413, f"The request body is larger than {limit} bytes.", close=True
                 )
                 raise self.error

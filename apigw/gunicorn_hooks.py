@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from apigw.cli import setup_logging
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.lifecycle import install_signal_handlers
-from apigw.logs import install_redaction
+from apigw.shared.cli import setup_logging
+from apigw.shared.logs import install_redaction
 
 # Where the master keeps the last config that passed its checks, on its own objects.
 _SETTINGS_ATTR = "apigw_settings"

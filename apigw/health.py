@@ -14,21 +14,20 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 from aiohttp import web
 
-from apigw.appkeys import (
+from apigw.proxy import ProxyState
+from apigw.shared.appkeys import (
     HEALTH_CHECKS_KEY,
     LIFECYCLE_KEY,
     PROXY_KEY,
     REQUEST_ID_KEY,
     SESSION_KEY,
 )
-from apigw.errors import problem_response
-from apigw.headers import GATEWAY_SECRET_HEADER
-from apigw.proxy import ProxyState
+from apigw.shared.errors import problem_response
+from apigw.shared.headers import GATEWAY_SECRET_HEADER
+from apigw.shared.reserved import READYZ_PATH
 from apigw.upstreams import Target, UpstreamPool
 
 log = logging.getLogger("apigw.health")
-
-READYZ_PATH = "/readyz"
 
 
 class HealthChecks:

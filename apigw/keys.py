@@ -10,22 +10,10 @@ import hashlib
 import hmac
 import secrets
 import sys
-from dataclasses import dataclass
 
-# The demo key `secret002oUdaRJA`, kept working in the shipped config for the classic curl
-# example; only its digest is stored anywhere.
-DEMO_KEY_DIGEST = bytes.fromhex("fa07946b996ae455463ff22d78f25da36e98425b4aa1360f46c030f4ceb315c6")
+from apigw.config.consumers import Consumer, digest_of
+
 KEY_PREFIX = "gw_"
-
-
-@dataclass(frozen=True, slots=True)
-class Consumer:
-    name: str
-    digest: bytes
-
-
-def digest_of(key: bytes) -> bytes:
-    return hashlib.sha256(key).digest()
 
 
 class Keyring:

@@ -1,4 +1,4 @@
-"""Serving the gateway process: drain on SIGTERM, reload on SIGHUP.
+"""The gateway process's signals: drain on SIGTERM, reload on SIGHUP.
 
 SIGTERM (or SIGINT) makes /readyz fail at once; new connections are still taken for
 `shutdown.drain_delay` seconds so a load balancer can notice, then the listener closes and
@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 
-from apigw.appkeys import LIFECYCLE_KEY, RELOADER_KEY
-from apigw.cli import ACCESS_LOG_FORMAT, install_uvloop
 from apigw.config import Shutdown
 from apigw.reload import Reloader
+from apigw.shared.appkeys import LIFECYCLE_KEY, RELOADER_KEY
 
 log = logging.getLogger("apigw.lifecycle")
 
@@ -61,48 +59,3 @@ def install_signal_handlers(
     for sig in drain_signals:
         loop.add_signal_handler(sig, drain)
     loop.add_signal_handler(signal.SIGHUP, app[RELOADER_KEY].schedule)
-
-
-def serve_gateway(
-    app_factory: Callable[[], Awaitable[web.Application]],
-    host: str,
-    port: int,
-    *,
-    access_log: bool = False,
-    **server_kwargs: Any,
-) -> None:
-    """`python gateway.py`: serve until SIGTERM or SIGINT, then drain and exit."""
-    install_uvloop()
-    asyncio.run(_serve(app_factory, host, port, access_log=access_log, **server_kwargs))
-
-
-async def _serve(
-    app_factory: Callable[[], Awaitable[web.Application]],
-    host: str,
-    port: int,
-    *,
-    access_log: bool,
-    **server_kwargs: Any,
-) -> None:
-    app = await app_factory()
-    grace = app[LIFECYCLE_KEY].shutdown.grace
-    server_kwargs.setdefault("keepalive_timeout", 75.0)
-    runner = web.AppRunner(
-        app,
-        access_log=logging.getLogger("aiohttp.access") if access_log else None,
-        access_log_format=ACCESS_LOG_FORMAT,
-        # How long runner.cleanup() waits for requests under way once the listener is closed.
-        shutdown_timeout=grace,
-        **server_kwargs,
-    )
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        log.info("Running on http://%s:%d", host, port)
-        stopping = asyncio.Event()
-        install_signal_handlers(app, stopping.set)
-        await stopping.wait()
-        log.info("listener closing; requests under way get up to %gs", grace)
-    finally:
-        await runner.cleanup()
-    log.info("stopped")

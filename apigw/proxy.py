@@ -11,24 +11,22 @@ from aiohttp import HttpVersion11, hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from apigw.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
 from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
-from apigw.errors import GatewayError, problem_response
-from apigw.headers import (
+from apigw.retries import may_retry
+from apigw.routing import RouteTable, check_target
+from apigw.shared.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
+from apigw.shared.errors import ProblemError, abort_connection, problem_response
+from apigw.shared.headers import (
     REQUEST_ID_HEADER,
     downstream_response_headers,
     request_id_from,
     upstream_request_headers,
 )
-from apigw.retries import may_retry
-from apigw.routing import RouteTable, check_target
 from apigw.upstreams import Target, UpstreamPool
 
 log = logging.getLogger("apigw.proxy")
 
-FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-ALLOW = ", ".join(sorted(FORWARDED_METHODS))
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -59,17 +57,10 @@ async def session_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def abort_connection(request: web.BaseRequest) -> None:
-    """Cut the client connection, so a broken stream never looks like a complete reply."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-
-
 class ProxyState:
     """One generation of the config as the proxy uses it; a reload swaps in a whole new one."""
 
-    __slots__ = ("pools", "routes", "secret", "settings")
+    __slots__ = ("pools", "routes", "secret", "server", "settings")
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -78,6 +69,7 @@ class ProxyState:
             {pool.route.prefix: pool for pool in self.pools}
         )
         self.secret = settings.gateway_secret
+        self.server = settings.server_header
 
 
 class Proxy:
@@ -98,11 +90,11 @@ class Proxy:
         path = check_target(raw)
         pool = state.routes.match(path)
         if pool is None:
-            raise GatewayError(404, "No route matches this path.")
+            raise ProblemError(404, "No route matches this path.")
         consumer = request.get(CONSUMER_KEY)
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
-            raise GatewayError(401, "A valid API key is required in the x-api-key header.")
+            raise ProblemError(401, "A valid API key is required in the x-api-key header.")
         request_id = request[REQUEST_ID_KEY]
         headers = upstream_request_headers(
             request.headers,
@@ -121,7 +113,7 @@ class Proxy:
             length = request.content_length
             if length is not None:
                 if route.max_body_bytes is not None and length > route.max_body_bytes:
-                    raise GatewayError(
+                    raise ProblemError(
                         413,
                         f"The request body is larger than {route.max_body_bytes} bytes.",
                         close=True,
@@ -240,12 +232,12 @@ class Proxy:
         deadline: float | None,
     ) -> web.StreamResponse:
         if upstream.status == 101:
-            raise GatewayError(502, "The upstream tried to switch protocols.")
+            raise ProblemError(502, "The upstream tried to switch protocols.")
         request_id = request[REQUEST_ID_KEY]
         response = web.StreamResponse(
             status=upstream.status,
             reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers, request_id),
+            headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
         )
         try:
             await response.prepare(request)
@@ -281,20 +273,20 @@ class Proxy:
         return response
 
 
-def _all_down(pool: UpstreamPool) -> GatewayError:
-    return GatewayError(
+def _all_down(pool: UpstreamPool) -> ProblemError:
+    return ProblemError(
         503,
         "No upstream of this route is healthy; retry later.",
         headers={hdrs.RETRY_AFTER: str(pool.retry_after())},
     )
 
 
-def _upstream_error(exc: Exception, base: str, request_id: str) -> GatewayError:
+def _upstream_error(exc: Exception, base: str, request_id: str) -> ProblemError:
     if isinstance(exc, TimeoutError):
         log.warning("upstream %s timed out for request %s", base, request_id)
-        return GatewayError(504, "The upstream did not answer in time.")
+        return ProblemError(504, "The upstream did not answer in time.")
     log.warning("upstream %s unreachable for request %s: %s", base, request_id, type(exc).__name__)
-    return GatewayError(502, "The upstream could not be reached.")
+    return ProblemError(502, "The upstream could not be reached.")
 
 
 def setup_proxy(app: web.Application) -> Proxy:

@@ -12,8 +12,8 @@ import os
 
 from aiohttp import web
 
-from apigw.appkeys import HEALTH_CHECKS_KEY, KEYRING_KEY, PROXY_KEY, SESSION_KEY
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.shared.appkeys import HEALTH_CHECKS_KEY, KEYRING_KEY, PROXY_KEY, SESSION_KEY
 
 log = logging.getLogger("apigw.reload")
 

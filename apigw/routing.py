@@ -10,7 +10,7 @@ import re
 from typing import Generic, TypeVar
 from urllib.parse import unquote
 
-from apigw.errors import GatewayError
+from apigw.shared.errors import ProblemError
 
 T = TypeVar("T")
 
@@ -25,35 +25,35 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def check_target(raw_target: str) -> str:
     """Return the decoded path of a raw origin-form request target, or raise a 400."""
     if not raw_target.startswith("/"):
-        raise GatewayError(400, "The request target must be a path starting with '/'.")
+        raise ProblemError(400, "The request target must be a path starting with '/'.")
     if _FORBIDDEN_RAW.search(raw_target):
-        raise GatewayError(400, "The request target contains a forbidden character.")
+        raise ProblemError(400, "The request target contains a forbidden character.")
     return check_path(raw_target.partition("?")[0])
 
 
 def check_path(raw_path: str) -> str:
     """Return the decoded form of a raw path (no query), or raise a 400."""
     if not raw_path.startswith("/"):
-        raise GatewayError(400, "The path must start with '/'.")
+        raise ProblemError(400, "The path must start with '/'.")
     if _FORBIDDEN_RAW.search(raw_path) or _FORBIDDEN_ESCAPE.search(raw_path):
-        raise GatewayError(400, "The path contains a forbidden character.")
+        raise ProblemError(400, "The path contains a forbidden character.")
     if "//" in raw_path:
         # A backend that merges slashes would read /users//admin as /users/admin, a route
         # the gateway did not choose (and whose limits and policies it did not apply).
-        raise GatewayError(400, "Empty path segments ('//') are not allowed.")
+        raise ProblemError(400, "Empty path segments ('//') are not allowed.")
     if "%" in raw_path:
         try:
             decoded = unquote(raw_path, errors="strict")
         except UnicodeDecodeError:
-            raise GatewayError(400, "The path is not valid percent-encoded UTF-8.") from None
+            raise ProblemError(400, "The path is not valid percent-encoded UTF-8.") from None
         if _CONTROL.search(decoded):
-            raise GatewayError(400, "The path contains a forbidden character.")
+            raise ProblemError(400, "The path contains a forbidden character.")
     else:
         decoded = raw_path
     if "." in decoded:
         for segment in decoded.split("/"):
             if segment == "." or segment == "..":
-                raise GatewayError(400, "Dot-segments are not allowed in the path.")
+                raise ProblemError(400, "Dot-segments are not allowed in the path.")
     return decoded
 
 

@@ -15,18 +15,19 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-from aiohttp import http_parser, web
+from aiohttp import hdrs, http_parser, web
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from apigw.config import ServerLimits
-from apigw.errors import problem_response
-from apigw.headers import request_id_from
-from apigw.logs import RateLimitedLog, describe_exception
+from apigw.shared.errors import problem_response
+from apigw.shared.headers import request_id_from
+from apigw.shared.logs import RateLimitedLog, describe_exception
 
 # Room for the whitespace around a header value, which the parsers count and the gate does not.
 _FIELD_SLACK = 64
 # The pure-Python parser counts the request line and the empty line among its "headers".
+log = logging.getLogger("apigw")
 _HEADER_COUNT_SLACK = 2
 
 
@@ -37,9 +38,16 @@ def parser_name() -> str:
     return "C (llhttp)"
 
 
-def server_args(limits: ServerLimits) -> dict[str, Any]:
+async def report_parser(app: web.Application) -> None:
+    name = parser_name()
+    if name == "pure Python":
+        log.warning("HTTP parser: %s (aiohttp's C extension is missing or disabled)", name)
+    else:
+        log.info("HTTP parser: %s", name)
+
+
+def server_args(limits: ServerLimits, server_header: str) -> dict[str, Any]:
     """`handler_args` for the gateway's Application: they apply under run_app and gunicorn."""
-    install_error_answers()
     line = limits.max_request_line
     field = limits.max_header_field + _FIELD_SLACK
     if field == line:
@@ -55,7 +63,7 @@ def server_args(limits: ServerLimits) -> dict[str, Any]:
         "max_line_size": line,
         "max_field_size": field,
         "max_headers": limits.max_headers + _HEADER_COUNT_SLACK,
-        "logger": ServerLog(line_limit=line),
+        "logger": ServerLog(line_limit=line, server_header=server_header),
     }
 
 
@@ -65,9 +73,12 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
     Nothing a client sent reaches a log line: exceptions are logged by type and stack only.
     """
 
-    def __init__(self, *, line_limit: int, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, *, line_limit: int, server_header: str, logger: logging.Logger | None = None
+    ) -> None:
         super().__init__(logger or logging.getLogger("apigw.server"), {})
         self._line_limit = line_limit
+        self._server_header = server_header
         self.rejections = RateLimitedLog(self.logger)
 
     def process(
@@ -110,6 +121,7 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
                 kind,
             )
         response = problem_response(status, detail, request_id_from(None))
+        response.headers[hdrs.SERVER] = self._server_header
         response.force_close()
         return response
 

@@ -22,8 +22,8 @@ from apigw.config import (
     load_service_settings,
     parse_gateway_settings,
 )
-from apigw.keys import digest_of
-from apigw.openapi import SPEC_PATH
+from apigw.config.consumers import digest_of
+from apigw.shared.reserved import SPEC_PATH
 
 DEMO_KEY = "secret002oUdaRJA"
 OTHER_KEY = "gw_other-consumer-key-0123456789"

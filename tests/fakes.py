@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from apigw.openapi import SPEC_PATH
+from apigw.shared.reserved import SPEC_PATH
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from apigw.keys import digest_of
+from apigw.config.consumers import digest_of
 from tests.conftest import DEMO_KEY, TEST_SECRET, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,9 @@ import posixpath
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from apigw.errors import GatewayError
-from apigw.headers import (
+from apigw.routing import RouteTable, check_target
+from apigw.shared.errors import ProblemError
+from apigw.shared.headers import (
     API_KEY_HEADER,
     CONSUMER_HEADER,
     GATEWAY_SECRET_HEADER,
@@ -21,7 +22,6 @@ from apigw.headers import (
     downstream_response_headers,
     upstream_request_headers,
 )
-from apigw.routing import RouteTable, check_target
 
 PREFIXES = ("/users", "/orders", "/users/admin", "/a.b")
 TABLE: RouteTable[str] = RouteTable({p: p for p in PREFIXES})
@@ -65,7 +65,7 @@ def check_target_invariants(raw_target: str) -> None:
     """Either the target is refused with a 400, or no reading of it leaves its route's prefix."""
     try:
         decoded = check_target(raw_target)
-    except GatewayError as exc:
+    except ProblemError as exc:
         assert exc.status == 400
         return
     raw_path, _, raw_query = raw_target.partition("?")
@@ -124,7 +124,7 @@ def check_header_invariants(pairs: list[tuple[str, str]]) -> None:
             assert (name.lower(), value) in sent, name
 
     # The same set as an upstream's response: no secret and no hop-by-hop header goes back.
-    back = downstream_response_headers(incoming, REQUEST_ID)
+    back = downstream_response_headers(incoming, REQUEST_ID, "apigw")
     assert GATEWAY_SECRET_HEADER not in back
     assert back.getall(REQUEST_ID_HEADER) == [REQUEST_ID]
     for hop in HOP_BY_HOP:

@@ -17,7 +17,8 @@ from apigw.config import (
     load_service_settings,
     parse_gateway_settings,
 )
-from apigw.keys import DEMO_KEY_DIGEST, Keyring
+from apigw.config.consumers import DEMO_KEY_DIGEST
+from apigw.keys import Keyring
 from apigw.keys import main as mint_main
 from tests.conftest import DEMO_KEY, TEST_SECRET
 

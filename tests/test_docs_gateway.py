@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from apigw.config import Route
-from apigw.docs_fetch import DocsPublisher
-from apigw.openapi import gateway_components
+from apigw.openapi.fetch import DocsPublisher
+from apigw.openapi.swagger import gateway_components
 from tests.conftest import (
     DEMO_KEY,
     TEST_SECRET,

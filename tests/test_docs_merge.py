@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from apigw.docs_merge import Part, check_document, merge_documents
-from apigw.openapi import gateway_components, problem_components
+from apigw.openapi.merge import Part, check_document, merge_documents
+from apigw.openapi.swagger import gateway_components, problem_components
 from apigw.routing import RouteTable
 
 ROUTES = RouteTable({p: p for p in ("/users", "/users/admin", "/orders")})

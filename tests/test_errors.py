@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from apigw.config import load_service_settings
-from apigw.service import make_service_app
+from apigw.services.app import make_service_app
+from middleware import SERVICE_MIDDLEWARES
 from tests.conftest import TEST_SECRET
 
 
@@ -24,7 +25,9 @@ async def test_unexpected_error_is_500_problem_and_logged_without_its_message(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = make_service_app(load_service_settings({"GATEWAY_SECRET": TEST_SECRET}))
+    app = make_service_app(
+        load_service_settings({"GATEWAY_SECRET": TEST_SECRET}), SERVICE_MIDDLEWARES
+    )
     app.router.add_get("/boom", _explode)
     client = await aiohttp_client(app)
     caplog.set_level(logging.DEBUG)
@@ -34,7 +37,7 @@ async def test_unexpected_error_is_500_problem_and_logged_without_its_message(
     body = await resp.json()
     assert body["request_id"] == resp.headers["X-Request-ID"]
     assert TEST_SECRET not in await resp.text()
-    (record,) = [r for r in caplog.records if r.name == "apigw.errors"]
+    (record,) = [r for r in caplog.records if r.name == "apigw.shared.errors"]
     message = record.getMessage()
     assert "RuntimeError" in message
     assert body["request_id"] in message

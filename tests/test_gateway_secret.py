@@ -10,7 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from apigw.config import load_service_settings
-from apigw.service import make_service_app
+from apigw.services.app import make_service_app
+from middleware import SERVICE_MIDDLEWARES
 from tests.conftest import DEMO_KEY, TEST_SECRET
 
 OLD_SECRET = TEST_SECRET + "-old"
@@ -24,7 +25,7 @@ async def _hello(request: web.Request) -> web.Response:
 @pytest.fixture
 async def service(aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
     settings = load_service_settings({"GATEWAY_SECRET": f"{TEST_SECRET},{OLD_SECRET}"})
-    app = make_service_app(settings)
+    app = make_service_app(settings, SERVICE_MIDDLEWARES)
     app.router.add_get("/users/{user_id}", _hello)
     return await aiohttp_client(app)
 

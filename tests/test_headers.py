@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from apigw.headers import downstream_response_headers, upstream_request_headers
+from apigw.shared.headers import downstream_response_headers, upstream_request_headers
 from tests.conftest import DEMO_KEY, TEST_SECRET, EchoUpstream
 from tests.rawhttp import get, raw_request
 
@@ -185,6 +185,6 @@ def test_header_functions_strip_before_adding() -> None:
     assert "x-api-key" not in out
     assert out["X-Keep"] == "1"
     back = downstream_response_headers(
-        CIMultiDictProxy(CIMultiDict([("Set-Cookie", "a"), ("Set-Cookie", "b")])), "rid"
+        CIMultiDictProxy(CIMultiDict([("Set-Cookie", "a"), ("Set-Cookie", "b")])), "rid", "apigw"
     )
     assert back.getall("Set-Cookie") == ["a", "b"]

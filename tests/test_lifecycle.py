@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from apigw.appkeys import LIFECYCLE_KEY, RELOADER_KEY
 from apigw.config import load_gateway_settings
-from apigw.keys import digest_of
+from apigw.config.consumers import digest_of
+from apigw.shared.appkeys import LIFECYCLE_KEY, RELOADER_KEY
 from tests.conftest import DEMO_KEY, OTHER_KEY, TEST_SECRET, GatewayFactory, make_settings
 from tests.fakes import ServerFactory, start_named
 
@@ -127,4 +127,4 @@ async def test_client_leaving_mid_download_is_not_an_error(
         while not a.body_errors:
             assert time.monotonic() < deadline, "the upstream stream was never closed"
             await asyncio.sleep(0.02)
-    assert [r for r in caplog.records if r.name == "apigw.errors"] == []
+    assert [r for r in caplog.records if r.name == "apigw.shared.errors"] == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from apigw.config import ConfigError
-from apigw.storage import DATA_DIR, database_path
+from apigw.services.storage import DATA_DIR, database_path
 from tests.conftest import ServiceFactory
 
 

@@ -67,7 +67,7 @@ def test_a_route_overrides_the_top_level_defaults_key_by_key() -> None:
         ({"timeouts": {"total": 0}}, {}, "routes[0].timeouts.total"),
         ({"timeouts": {"idle": 1}}, {}, "routes[0].timeouts.idle"),
         ({"health": {"max_failures": 0}}, {}, "routes[0].health.max_failures"),
-        ({"health": {"fail_on_5xx": "yes"}}, {}, "routes[0].health.fail_on_5xx"),
+        ({"health": {"fail_on_5xx": "maybe"}}, {}, "routes[0].health.fail_on_5xx"),
         ({"health": {"check_path": "healthz"}}, {}, "routes[0].health.check_path"),
         ({}, {"health": {"check_interval": "soon"}}, "health.check_interval"),
         ({}, {"health": {"eject_seconds": -1}}, "health.eject_seconds"),

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from apigw.openapi import SPEC_PATH
+from apigw.shared.reserved import SPEC_PATH
 from tests.adversarial.wire import Exchange, exchange
 from tests.conftest import DEMO_KEY, OTHER_KEY, TEST_SECRET, GatewayFactory, Seen, make_settings
 

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, InvalidHeader, LineTooLong
 
-from apigw.logs import RateLimitedLog, RedactingFilter, describe_exception, install_redaction
 from apigw.server import ServerLog
+from apigw.shared.logs import RateLimitedLog, RedactingFilter, describe_exception, install_redaction
 from tests.adversarial.conftest import Gateway, QuietEcho
 from tests.adversarial.wire import exchange, request
 from tests.conftest import DEMO_KEY, OTHER_KEY, TEST_SECRET
@@ -101,7 +101,7 @@ def test_rate_limited_log_summarises_what_it_held_back(
 
 
 def test_server_log_withholds_exception_messages(caplog: pytest.LogCaptureFixture) -> None:
-    log = ServerLog(line_limit=100)
+    log = ServerLog(line_limit=100, server_header="apigw")
     leaky = RuntimeError(f"headers: {{'x-api-key': '{DEMO_KEY}'}}")
     with caplog.at_level(logging.DEBUG, logger="apigw.server"):
         log.exception("Unhandled exception", exc_info=leaky)
@@ -127,7 +127,7 @@ def test_server_log_withholds_exception_messages(caplog: pytest.LogCaptureFixtur
     ids=["line", "field", "count", "invalid-header", "bad-message"],
 )
 def test_parse_errors_get_fixed_details(exc: Exception, status: int) -> None:
-    got, detail = ServerLog(line_limit=100).classify(400, exc)
+    got, detail = ServerLog(line_limit=100, server_header="apigw").classify(400, exc)
     assert got == status
     assert DEMO_KEY not in detail
 
@@ -170,7 +170,7 @@ async def test_other_servers_keep_aiohttp_error_answers(quiet_echo: QuietEcho) -
 
 def test_server_log_is_a_logger_adapter_for_aiohttp() -> None:
     # aiohttp calls .exception/.debug/.warning on the `logger` handler argument.
-    log = ServerLog(line_limit=100)
+    log = ServerLog(line_limit=100, server_header="apigw")
     assert isinstance(log, logging.LoggerAdapter)
     assert web.Application(handler_args={"logger": log})
 

@@ -96,6 +96,39 @@ def _checked_number(node: Any, where: str, minimum: float) -> float:
     return float(node)
 
 
+def integer(
+    node: Any, where: str, default: int, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """An integer field; a digit string (from a `${VAR}` substitution) counts as one."""
+    value = default if node is None else node
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{where}: expected an integer {bounds}, got {value!r}")
+    return value
+
+
+def boolean(node: Any, where: str, default: bool) -> bool:
+    """A true/false field; the words env_flag accepts (from a `${VAR}` substitution) count too."""
+    if node is None:
+        return default
+    if isinstance(node, bool):
+        return node
+    if isinstance(node, str):
+        word = node.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE - {""}:
+            return False
+    raise ConfigError(f"{where}: expected true or false, got {node!r}")
+
+
 def byte_size(node: dict[str, Any], key: str, where: str, default: int | None) -> int | None:
     if key not in node:
         return default

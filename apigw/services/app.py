@@ -1,5 +1,5 @@
-"""What every backend service shares: the gateway-secret guard, errors, request ids, /healthz,
-and the shapes of its answers (201 with Location, one page of a list with its next link).
+"""What every backend service shares: its app (gateway-secret guard, errors, request ids,
+/healthz), and the shapes of its answers (201 with Location, one page of a list with its next link).
 """
 
 from __future__ import annotations
@@ -8,30 +8,34 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 from yarl import URL
 
-from apigw.appkeys import (
+from apigw.config import ServiceSettings, Shutdown
+from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
-    SERVICE_SETTINGS_KEY,
+    SERVER_HEADER_KEY,
 )
-from apigw.config import ServiceSettings
-from middleware import SERVICE_MIDDLEWARES
+from apigw.shared.headers import DEFAULT_SERVER_HEADER
+from apigw.shared.reserved import HEALTHZ_PATH, healthz
+
+# Requests under way when SIGTERM comes get this long to finish, as on the gateway.
+SERVICE_GRACE = Shutdown().grace
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-def make_service_app(settings: ServiceSettings) -> web.Application:
-    app = web.Application(middlewares=SERVICE_MIDDLEWARES)
-    app[SERVICE_SETTINGS_KEY] = settings
+def make_service_app(
+    settings: ServiceSettings, middlewares: Sequence[Middleware]
+) -> web.Application:
+    """A service app with `middlewares` (the entry point passes middleware.SERVICE_MIDDLEWARES)."""
+    app = web.Application(middlewares=middlewares)
     app[ACCEPTED_SECRETS_KEY] = tuple(s.encode() for s in settings.accepted_secrets)
+    app[SERVER_HEADER_KEY] = DEFAULT_SERVER_HEADER
     # The service's own OpenAPI document is not open: only the gateway reads it.
-    app[OPEN_PATHS_KEY] = frozenset({"/healthz"})
+    app[OPEN_PATHS_KEY] = frozenset({HEALTHZ_PATH})
     app[OPEN_PREFIXES_KEY] = ()
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get(HEALTHZ_PATH, healthz)
     return app
 
 

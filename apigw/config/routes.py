@@ -11,10 +11,17 @@ from typing import Any
 
 from yarl import URL
 
-from apigw.config_parse import ConfigError, byte_size, mapping, number, optional_number
+from apigw.config.fields import (
+    ConfigError,
+    boolean,
+    byte_size,
+    integer,
+    mapping,
+    number,
+    optional_number,
+)
+from apigw.shared.reserved import HEALTHZ_PATH, RESERVED_PATHS
 
-# Paths the gateway serves itself; no route may claim them.
-RESERVED_PREFIXES = ("/docs", "/healthz", "/readyz")
 # An API body larger than this is almost always a mistake; routes that take uploads raise it.
 DEFAULT_MAX_BODY_BYTES = 10 << 20
 
@@ -36,7 +43,7 @@ class Health:
     eject_seconds: float = 5.0  # out this long, then one trial request (half-open)
     fail_on_5xx: bool = False  # count a 5xx answer as a failure too
     check_interval: float | None = None  # seconds between active checks; None: off
-    check_path: str = "/healthz"
+    check_path: str = HEALTHZ_PATH
     check_timeout: float = 2.0
 
 
@@ -64,7 +71,7 @@ def _check_prefix(prefix: Any, where: str) -> str:
         raise ConfigError(f"{where}: empty or dot segment in {prefix!r}")
     if any(c in prefix for c in "%?#\\") or not prefix.isprintable() or " " in prefix:
         raise ConfigError(f"{where}: only plain path characters are allowed, got {prefix!r}")
-    for reserved in RESERVED_PREFIXES:
+    for reserved in RESERVED_PATHS:
         if prefix == reserved or prefix.startswith(reserved + "/"):
             raise ConfigError(f"{where}: {prefix!r} is served by the gateway itself")
     return prefix
@@ -127,10 +134,7 @@ def parse_balance(node: dict[str, Any], where: str, default: str) -> str:
 
 
 def parse_retries(node: dict[str, Any], where: str, default: int) -> int:
-    value = node.get("retries", default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
-        raise ConfigError(f"{where}.retries: expected an integer from 0 to 5, got {value!r}")
-    return value
+    return integer(node.get("retries"), f"{where}.retries", default, minimum=0, maximum=5)
 
 
 def parse_health(node: Any, where: str, defaults: Health) -> Health:
@@ -146,14 +150,8 @@ def parse_health(node: Any, where: str, defaults: Health) -> Health:
             "check_timeout",
         },
     )
-    max_failures = node.get("max_failures", defaults.max_failures)
-    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1:
-        raise ConfigError(
-            f"{where}.max_failures: expected a positive integer, got {max_failures!r}"
-        )
-    fail_on_5xx = node.get("fail_on_5xx", defaults.fail_on_5xx)
-    if not isinstance(fail_on_5xx, bool):
-        raise ConfigError(f"{where}.fail_on_5xx: expected true or false, got {fail_on_5xx!r}")
+    max_failures = integer(node.get("max_failures"), f"{where}.max_failures", defaults.max_failures)
+    fail_on_5xx = boolean(node.get("fail_on_5xx"), f"{where}.fail_on_5xx", defaults.fail_on_5xx)
     check_path = node.get("check_path", defaults.check_path)
     if (
         not isinstance(check_path, str)

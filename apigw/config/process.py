@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from apigw.config_parse import ConfigError, mapping, number
+from apigw.config.fields import ConfigError, integer, mapping, number
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +65,10 @@ def parse_shutdown(node: Any) -> Shutdown:
 
 def parse_pool(node: Any) -> PoolSettings:
     pnode = mapping(node or {}, "pool", {"max_connections", "idle_timeout"})
-    max_conn = pnode.get("max_connections", _DEFAULT_POOL.max_connections)
-    if isinstance(max_conn, bool) or not isinstance(max_conn, int) or max_conn < 1:
-        raise ConfigError(f"pool.max_connections: expected a positive integer, got {max_conn!r}")
     return PoolSettings(
-        max_connections=max_conn,
+        max_connections=integer(
+            pnode.get("max_connections"), "pool.max_connections", _DEFAULT_POOL.max_connections
+        ),
         idle_timeout=number(
             pnode.get("idle_timeout"), "pool.idle_timeout", _DEFAULT_POOL.idle_timeout
         ),
@@ -83,12 +82,7 @@ def parse_limits(node: Any) -> ServerLimits:
     defaults = ServerLimits()
     counts: dict[str, int] = {}
     for key in (*_LIMIT_FIELDS, "max_in_flight"):
-        value = node.get(key, getattr(defaults, key))
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)  # from a ${VAR:-default} substitution
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"limits.{key}: expected a positive integer, got {value!r}")
-        counts[key] = value
+        counts[key] = integer(node.get(key), f"limits.{key}", getattr(defaults, key))
     if counts["max_request_line"] < 64 or counts["max_header_field"] < 64:
         raise ConfigError("limits: max_request_line and max_header_field must be at least 64")
     return ServerLimits(

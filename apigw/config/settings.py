@@ -2,14 +2,13 @@
 
 Every problem is a `ConfigError` whose message is one line naming the field or variable.
 This module holds the top-level settings and the load/parse entry points; the parts live in
-`config_parse` (shared checks), `route_config` (per-route) and `server_config` (limits, pool,
-shutdown), and are re-exported here so callers import every config name from one place.
+`fields` (shared checks), `routes` (per-route), `process` (limits, pool, shutdown) and
+`consumers`; `apigw.config` re-exports what callers use.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +16,25 @@ from typing import Any
 
 import yaml
 
-from apigw.config_parse import (
+from apigw.config.consumers import DEMO_KEY_DIGEST, Consumer, digest_of, parse_consumers
+from apigw.config.fields import (
     ConfigError,
+    boolean,
     byte_size,
     env_flag,
     expand_tree,
     mapping,
-    substitute_env,
 )
-from apigw.keys import DEMO_KEY_DIGEST, Consumer, digest_of
-from apigw.route_config import (
-    BALANCE_MODES,
+from apigw.config.process import (
+    PoolSettings,
+    ServerLimits,
+    Shutdown,
+    parse_limits,
+    parse_pool,
+    parse_shutdown,
+)
+from apigw.config.routes import (
     DEFAULT_MAX_BODY_BYTES,
-    RESERVED_PREFIXES,
     Health,
     Route,
     Timeouts,
@@ -39,44 +44,11 @@ from apigw.route_config import (
     parse_route,
     parse_timeouts,
 )
-from apigw.server_config import (
-    PoolSettings,
-    ServerLimits,
-    Shutdown,
-    parse_limits,
-    parse_pool,
-    parse_shutdown,
-)
-
-__all__ = [
-    "BALANCE_MODES",
-    "DEFAULT_MAX_BODY_BYTES",
-    "DEMO_GATEWAY_SECRET",
-    "MIN_SECRET_LENGTH",
-    "RESERVED_PREFIXES",
-    "ConfigError",
-    "GatewaySettings",
-    "Health",
-    "PoolSettings",
-    "Route",
-    "ServerLimits",
-    "ServiceSettings",
-    "Shutdown",
-    "Timeouts",
-    "default_config_path",
-    "env_flag",
-    "load_gateway_settings",
-    "load_service_settings",
-    "parse_gateway_settings",
-    "substitute_env",
-]
+from apigw.shared.headers import DEFAULT_SERVER_HEADER
 
 # Lets `make run` work out of the box; --production refuses it.
 DEMO_GATEWAY_SECRET = "demo-gateway-secret-change-me"  # noqa: S105
 MIN_SECRET_LENGTH = 16
-
-_CONSUMER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +61,7 @@ class GatewaySettings:
     limits: ServerLimits = ServerLimits()  # noqa: RUF009
     shutdown: Shutdown = Shutdown()  # noqa: RUF009
     access_log: bool = False
+    server_header: str = DEFAULT_SERVER_HEADER
     production: bool = False
     source: str = ""
 
@@ -99,19 +72,6 @@ class ServiceSettings:
 
     accepted_secrets: tuple[str, ...] = field(repr=False)
     production: bool = False
-
-
-def _parse_consumer(node: Any, where: str) -> Consumer:
-    node = mapping(node, where, {"name", "key_sha256"})
-    name = node.get("name")
-    if not isinstance(name, str) or not _CONSUMER_NAME.fullmatch(name):
-        raise ConfigError(f"{where}.name: 1-64 letters, digits, '.', '_' or '-', got {name!r}")
-    digest = node.get("key_sha256")
-    if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest.lower()):
-        raise ConfigError(
-            f"{where}.key_sha256: expected 64 hex digits (run `python -m apigw.keys NAME`)"
-        )
-    return Consumer(name=name, digest=bytes.fromhex(digest))
 
 
 def _gateway_secret(env: Mapping[str, str]) -> str:
@@ -152,6 +112,7 @@ def parse_gateway_settings(
             "retries",
             "health",
             "shutdown",
+            "server_header",
         },
     )
     top = expand_tree(top, env, "")
@@ -176,24 +137,19 @@ def parse_gateway_settings(
             raise ConfigError(f"routes[{i}].prefix: {route.prefix!r} is declared twice")
         seen.add(route.prefix)
 
-    raw_consumers = top.get("consumers") or []
-    if not isinstance(raw_consumers, list):
-        raise ConfigError("consumers: expected a list of {name, key_sha256}")
-    consumers = tuple(_parse_consumer(c, f"consumers[{i}]") for i, c in enumerate(raw_consumers))
-    names: set[str] = set()
-    digests: set[bytes] = set()
-    for i, consumer in enumerate(consumers):
-        if consumer.name in names:
-            raise ConfigError(f"consumers[{i}].name: {consumer.name!r} is declared twice")
-        if consumer.digest in digests:
-            raise ConfigError(f"consumers[{i}].key_sha256: the same key is declared twice")
-        names.add(consumer.name)
-        digests.add(consumer.digest)
+    consumers = parse_consumers(top.get("consumers"))
+    digests = {c.digest for c in consumers}
 
     pool = parse_pool(top.get("pool"))
-    access_log = top.get("access_log", False)
-    if not isinstance(access_log, bool):
-        raise ConfigError(f"access_log: expected true or false, got {access_log!r}")
+    access_log = boolean(top.get("access_log"), "access_log", False)
+    server_header = top.get("server_header", DEFAULT_SERVER_HEADER)
+    if (
+        not isinstance(server_header, str)
+        or not server_header
+        or not server_header.isascii()
+        or not server_header.isprintable()
+    ):
+        raise ConfigError(f"server_header: expected printable ASCII text, got {server_header!r}")
 
     secret = _gateway_secret(env)
     if digest_of(secret.encode()) in digests:
@@ -214,6 +170,7 @@ def parse_gateway_settings(
         limits=limits,
         shutdown=parse_shutdown(top.get("shutdown")),
         access_log=access_log,
+        server_header=server_header,
         production=production,
         source=source,
     )
@@ -223,7 +180,7 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     explicit = env.get("GATEWAY_CONFIG")
     if explicit:
         return Path(explicit)
-    return Path(__file__).resolve().parent.parent / "gateway.yaml"
+    return Path(__file__).resolve().parents[2] / "gateway.yaml"
 
 
 def load_gateway_settings(

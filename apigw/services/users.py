@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from apigw.errors import GatewayError
-from apigw.service import created, page
-from apigw.storage import Schema, database, fetch_all, fetch_one, setup_database
-from apigw.validation import Operation, setup_operations
+from apigw.services.app import created, page
+from apigw.services.storage import Schema, database, fetch_all, fetch_one, setup_database
+from apigw.services.validation import Operation, setup_operations
+from apigw.shared.errors import ProblemError
 
 SPEC_FILE = Path(__file__).resolve().parent / "specs" / "users.yaml"
 DB_VARIABLE = "USERS_DB"
@@ -44,13 +44,13 @@ _UPDATE = """
 """
 
 
-def _not_found(user_id: int) -> GatewayError:
-    return GatewayError(404, f"No user with id {user_id}.")
+def _not_found(user_id: int) -> ProblemError:
+    return ProblemError(404, f"No user with id {user_id}.")
 
 
-def _duplicate_email() -> GatewayError:
+def _duplicate_email() -> ProblemError:
     # The address is not repeated back: error bodies never echo client input.
-    return GatewayError(409, "Another user already has this email address.")
+    return ProblemError(409, "Another user already has this email address.")
 
 
 async def create_user(request: web.Request, body: dict[str, Any]) -> web.Response:

@@ -12,8 +12,11 @@ import re
 from aiohttp import HttpVersion10, HttpVersion11, hdrs, web
 
 from apigw.config import ServerLimits
-from apigw.errors import GatewayError
-from apigw.proxy import ALLOW, FORWARDED_METHODS
+from apigw.shared.errors import ProblemError
+
+# The methods the gateway forwards; every other known method is refused here with 405.
+FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ALLOW = ", ".join(sorted(FORWARDED_METHODS))
 
 # Every request method llhttp (aiohttp's C parser) knows. The C parser refuses any other with
 # a 400; the pure-Python parser lets every token through, so the gate refuses them the same way.
@@ -80,55 +83,55 @@ class RequestGate:
         self.in_flight = 0
 
     def check(self, request: web.BaseRequest) -> None:
-        """Raise a `GatewayError` (which closes the connection) for a head the gateway refuses."""
+        """Raise a `ProblemError` (which closes the connection) for a head the gateway refuses."""
         version = request.version
         if version != HttpVersion11 and version != HttpVersion10:
             if version.major >= 2:
-                raise GatewayError(505, "Only HTTP/1.0 and HTTP/1.1 are supported.", close=True)
-            raise GatewayError(400, "The HTTP version is not valid.", close=True)
+                raise ProblemError(505, "Only HTTP/1.0 and HTTP/1.1 are supported.", close=True)
+            raise ProblemError(400, "The HTTP version is not valid.", close=True)
         method = request.method
         if method not in FORWARDED_METHODS:
             if method in KNOWN_METHODS:
-                raise GatewayError(
+                raise ProblemError(
                     405,
                     f"The gateway does not forward {method}.",
                     headers={hdrs.ALLOW: ALLOW},
                     close=True,
                 )
-            raise GatewayError(400, "The request method is not valid.", close=True)
+            raise ProblemError(400, "The request method is not valid.", close=True)
         target = request.raw_path
         if not target.startswith("/"):
-            raise GatewayError(
+            raise ProblemError(
                 400, "The request target must be a path starting with '/'.", close=True
             )
         if not target.isascii():
-            raise GatewayError(
+            raise ProblemError(
                 400, "The request target must be ASCII (percent-encode the rest).", close=True
             )
         if len(method) + len(target) + _REQUEST_LINE_OVERHEAD > self._max_line:
-            raise GatewayError(
+            raise ProblemError(
                 414, f"The request line is longer than {self._max_line} bytes.", close=True
             )
         self._check_fields(request)
         headers = request.headers
         host = headers.get(hdrs.HOST)
         if host is not None and _HOST.fullmatch(host) is None:
-            raise GatewayError(400, "The Host header is not a valid host.", close=True)
+            raise ProblemError(400, "The Host header is not a valid host.", close=True)
         coding = headers.get(hdrs.TRANSFER_ENCODING)
         if coding is not None and (version != HttpVersion11 or coding.strip().lower() != "chunked"):
             # Anything but a lone `chunked` on HTTP/1.1 is ambiguous framing: a front proxy
             # may have read the body differently, so nothing on this connection is trusted.
-            raise GatewayError(
+            raise ProblemError(
                 400, "Only 'Transfer-Encoding: chunked' on HTTP/1.1 is accepted.", close=True
             )
         length = request.content_length
         if length is not None and length > _MAX_CONTENT_LENGTH:
-            raise GatewayError(400, "The Content-Length is not a valid length.", close=True)
+            raise ProblemError(400, "The Content-Length is not a valid length.", close=True)
 
     def _check_fields(self, request: web.BaseRequest) -> None:
         fields = request.raw_headers
         if len(fields) > self._max_headers:
-            raise GatewayError(
+            raise ProblemError(
                 431, f"More than {self._max_headers} header fields were sent.", close=True
             )
         max_field = self._max_field
@@ -136,7 +139,7 @@ class RequestGate:
         for name, value in fields:
             size = len(name) + len(value)
             if size > max_field:
-                raise GatewayError(
+                raise ProblemError(
                     431, f"A header field is longer than {max_field} bytes.", close=True
                 )
             total += size
@@ -145,11 +148,11 @@ class RequestGate:
                     value.decode("utf-8")
                 except UnicodeDecodeError:
                     # It could not be forwarded byte for byte: refuse it rather than guess.
-                    raise GatewayError(
+                    raise ProblemError(
                         400, "A header value is not valid UTF-8.", close=True
                     ) from None
         if total + _FIELD_OVERHEAD * len(fields) > self._max_header_bytes:
-            raise GatewayError(
+            raise ProblemError(
                 431,
                 f"The header fields are larger than {self._max_header_bytes} bytes in all.",
                 close=True,
@@ -158,7 +161,7 @@ class RequestGate:
     def enter(self) -> None:
         """Count one more request in flight, or refuse it with a 503 when at the cap."""
         if self.in_flight >= self.max_in_flight:
-            raise GatewayError(
+            raise ProblemError(
                 503, "The gateway is at capacity; retry shortly.", headers=_RETRY_AFTER, close=True
             )
         self.in_flight += 1

@@ -16,10 +16,10 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from apigw.appkeys import DATABASE_KEY
 from apigw.config import ConfigError
+from apigw.shared.appkeys import DATABASE_KEY
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 # How long a writer waits for another process's write lock before giving up, in milliseconds.
 BUSY_TIMEOUT_MS = 10_000
 Row = Mapping[str, Any]

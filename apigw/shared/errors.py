@@ -1,4 +1,8 @@
-"""The one error path: `GatewayError` carries a status, `problem_response` renders RFC 9457 JSON."""
+"""The one error path: `ProblemError` carries a status, `problem_response` renders RFC 9457 JSON.
+
+Both products raise `ProblemError`; once a response has started, `abort_connection` is the
+only honest answer left.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from http import HTTPStatus
 
 from aiohttp import web
 
+from apigw.shared.headers import REQUEST_ID_HEADER
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-REQUEST_ID_HEADER = "X-Request-ID"
 
 
-class GatewayError(Exception):
+class ProblemError(Exception):
     """An error answered to the client with `status` and a problem+json body.
 
     `detail` is shown to the client: it must never contain a key, a secret or raw client input.
@@ -72,7 +77,7 @@ def problem_response(
     return response
 
 
-def render_error(error: GatewayError, request_id: str) -> web.Response:
+def render_error(error: ProblemError, request_id: str) -> web.Response:
     response = problem_response(
         error.status,
         error.detail,
@@ -84,3 +89,10 @@ def render_error(error: GatewayError, request_id: str) -> web.Response:
     if error.close:
         response.force_close()
     return response
+
+
+def abort_connection(request: web.BaseRequest) -> None:
+    """Cut the client connection, so a broken stream never looks like a complete reply."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

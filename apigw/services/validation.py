@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp_swagger3 import RequestValidationFailed
 from aiohttp_swagger3.swagger_route import SwaggerRoute
 
-from apigw.errors import GatewayError
-from apigw.openapi import load_service_docs
+from apigw.openapi.swagger import load_service_docs
+from apigw.shared.errors import ProblemError
 
 # aiohttp-swagger3 calls a handler with validated values by parameter name: `request`, `body`
 # and each parameter of the operation (`user_id`, `limit` ...).
@@ -76,13 +76,13 @@ def _validated(route: Any) -> Handler:
     return handle
 
 
-def validation_error(errors: Mapping[Any, Any]) -> GatewayError:
+def validation_error(errors: Mapping[Any, Any]) -> ProblemError:
     """A 400 whose `errors` lists each bad field (`body.email`, `limit` ...) and what is wrong."""
     listed = list(_flatten(errors, ""))
     extra: dict[str, object] = {"errors": listed[:MAX_REPORTED_ERRORS]}
     if len(listed) > MAX_REPORTED_ERRORS:
         extra["errors_omitted"] = len(listed) - MAX_REPORTED_ERRORS
-    return GatewayError(400, INVALID_REQUEST, extra=extra)
+    return ProblemError(400, INVALID_REQUEST, extra=extra)
 
 
 def _flatten(errors: Mapping[Any, Any], prefix: str) -> Iterator[dict[str, str]]:

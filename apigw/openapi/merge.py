@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from apigw.openapi import GATEWAY_RESPONSES
+from apigw.openapi.swagger import GATEWAY_RESPONSES
 from apigw.routing import RouteTable
 
 # Component sections that $refs point into. securitySchemes is not merged: how a backend

@@ -1,6 +1,6 @@
 """aiohttp-swagger3 set-up shared by the gateway and the services, and the gateway's own document.
 
-The gateway's /docs page serves a live spec dict that `apigw.docs_fetch` fills in place from the
+The gateway's /docs page serves a live spec dict that `apigw.openapi.fetch` fills in place from the
 backends' documents; the services serve theirs (behind the gateway secret) from a YAML file.
 """
 
@@ -16,9 +16,8 @@ import attr
 from aiohttp import web
 from aiohttp_swagger3 import SwaggerDocs, SwaggerFile, SwaggerInfo, SwaggerUiSettings
 
-DOCS_PATH = "/docs"
-# Where aiohttp-swagger3 serves the document of a UI mounted at DOCS_PATH, on every app.
-SPEC_PATH = DOCS_PATH + "/swagger.json"
+from apigw.shared.reserved import DOCS_PATH
+
 API_KEY_SCHEME = "ApiKeyAuth"
 # What the gateway itself may answer on any route, whatever a backend documents; the merge
 # adds each to every operation that does not document that status already.

@@ -19,12 +19,12 @@ from typing import Any
 import aiohttp
 from aiohttp import hdrs, web
 
-from apigw.appkeys import SETTINGS_KEY
 from apigw.config import Route
-from apigw.docs_merge import Part, check_document, merge_documents
-from apigw.headers import GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
-from apigw.openapi import SPEC_PATH
+from apigw.openapi.merge import Part, check_document, merge_documents
 from apigw.routing import RouteTable
+from apigw.shared.appkeys import SETTINGS_KEY
+from apigw.shared.headers import GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, request_id_from
+from apigw.shared.reserved import SPEC_PATH
 
 log = logging.getLogger("apigw.docs")
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from apigw.errors import GatewayError
-from apigw.service import created, page
-from apigw.storage import Schema, database, fetch_all, fetch_one, setup_database
-from apigw.validation import Operation, setup_operations
+from apigw.services.app import created, page
+from apigw.services.storage import Schema, database, fetch_all, fetch_one, setup_database
+from apigw.services.validation import Operation, setup_operations
+from apigw.shared.errors import ProblemError
 
 SPEC_FILE = Path(__file__).resolve().parent / "specs" / "orders.yaml"
 DB_VARIABLE = "ORDERS_DB"
@@ -77,8 +77,8 @@ _UPDATE = """
 _FIELDS = ("user_id", "item", "quantity", "status")
 
 
-def _not_found(order_id: int) -> GatewayError:
-    return GatewayError(404, f"No order with id {order_id}.")
+def _not_found(order_id: int) -> ProblemError:
+    return ProblemError(404, f"No order with id {order_id}.")
 
 
 async def create_order(request: web.Request, body: dict[str, Any]) -> web.Response:

@@ -10,16 +10,17 @@ from aiohttp import web
 if TYPE_CHECKING:
     import aiosqlite
 
-    from apigw.config import GatewaySettings, ServiceSettings
+    from apigw.config import GatewaySettings
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
-    from apigw.limits import RequestGate
     from apigw.proxy import Proxy
     from apigw.reload import Reloader
+    from apigw.request_gate import RequestGate
 
 SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
-SERVICE_SETTINGS_KEY: web.AppKey[ServiceSettings] = web.AppKey("service_settings")
+# The Server header value every response carries (names no versions).
+SERVER_HEADER_KEY: web.AppKey[str] = web.AppKey("server_header", str)
 KEYRING_KEY: web.AppKey[Keyring] = web.AppKey("keyring")
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("proxy")
@@ -29,7 +30,7 @@ RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
-# A service's SQLite connection (apigw.storage).
+# A service's SQLite connection (apigw.services.storage).
 DATABASE_KEY: web.AppKey[aiosqlite.Connection] = web.AppKey("database")
 # Paths that need neither a client key nor a gateway secret.
 OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")

@@ -17,6 +17,8 @@ API_KEY_HEADER = istr("x-api-key")
 GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
 CONSUMER_HEADER = istr("x-consumer-name")
 REQUEST_ID_HEADER = istr("x-request-id")
+# What every response names as its Server (aiohttp's default names Python's and its version).
+DEFAULT_SERVER_HEADER = "apigw"
 
 HOP_BY_HOP = (
     hdrs.CONNECTION,
@@ -47,7 +49,8 @@ _DROP_FROM_CLIENT = (
     hdrs.X_FORWARDED_PROTO,
     hdrs.FORWARDED,
 )
-_DROP_FROM_UPSTREAM = (*HOP_BY_HOP, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER)
+# The upstream's Server header is replaced by the gateway's, as nginx hides it by default.
+_DROP_FROM_UPSTREAM = (*HOP_BY_HOP, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, hdrs.SERVER)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -95,7 +98,7 @@ def upstream_request_headers(
 
 
 def downstream_response_headers(
-    upstream: CIMultiDictProxy[str], request_id: str
+    upstream: CIMultiDictProxy[str], request_id: str, server: str
 ) -> CIMultiDict[str]:
     # A multidict, not a dict: every Set-Cookie line must survive.
     headers = CIMultiDict(upstream)
@@ -104,4 +107,5 @@ def downstream_response_headers(
     for name in _DROP_FROM_UPSTREAM:
         headers.popall(name, None)
     headers[REQUEST_ID_HEADER] = request_id
+    headers[hdrs.SERVER] = server
     return headers

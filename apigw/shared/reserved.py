@@ -1,0 +1,19 @@
+"""Paths the gateway and the services answer themselves, never routed to a backend, and the
+liveness handler both serve at /healthz."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
+DOCS_PATH = "/docs"
+# Where aiohttp-swagger3 serves the document of a UI mounted at DOCS_PATH, on every app.
+SPEC_PATH = DOCS_PATH + "/swagger.json"
+# No route prefix may fall under one of these.
+RESERVED_PATHS = (DOCS_PATH, HEALTHZ_PATH, READYZ_PATH)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers. Readiness (the gateway's /readyz) is a separate check."""
+    return web.json_response({"status": "ok"})
