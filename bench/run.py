@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "secret002oUdaRJA"
 GiB = 1 << 30
+# The environment every proxy under test gets (the upstream URLs are added once known).
+BENCH_ENV = {"GATEWAY_SECRET": "bench-secret-not-the-client-key"}
 
 
 def free_port() -> int:
@@ -31,7 +33,9 @@ def free_port() -> int:
         return port
 
 
-def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], port: int, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         args,
         cwd=ROOT,
@@ -40,7 +44,7 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -49,7 +53,7 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
             break
         time.sleep(0.05)
     stop(proc)
-    raise SystemExit(f"bench: {args[1]} did not start on port {port}")
+    raise SystemExit(f"bench: {' '.join(args)} did not start on port {port}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
