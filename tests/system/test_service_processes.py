@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,14 @@ SECRET = "service-test-secret-0123456789"
 
 
 @pytest.fixture
-def users(tmp_path: Path) -> Proc:
+def users(tmp_path: Path) -> Iterator[Proc]:
     port = free_port()
     env = {"GATEWAY_SECRET": SECRET, "USERS_DB": str(tmp_path / "users.db")}
     proc = Proc(
         "users", python_script("users_service.py", "--port", str(port)), port, env, tmp_path
     )
     proc.wait_listening()
-    yield proc  # type: ignore[misc]
+    yield proc
     proc.stop()
 
 
