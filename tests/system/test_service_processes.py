@@ -1,5 +1,5 @@
 """The services run like the gateway: a SIGTERM lets requests under way finish before the
-process exits, and their logs never show the gateway secret."""
+process exits, and neither their logs nor their answers ever show the gateway secret."""
 
 from __future__ import annotations
 
@@ -62,15 +62,17 @@ def test_a_request_under_way_finishes_after_sigterm(users: Proc) -> None:
     assert users.popen.wait(15) == 0
 
 
-def test_the_gateway_secret_never_reaches_the_service_log(users: Proc) -> None:
-    # aiohttp logs a malformed head with the offending line: here the secret is in it.
+def test_the_gateway_secret_never_reaches_the_service_log_or_its_answers(users: Proc) -> None:
+    # aiohttp logs and answers a malformed head quoting the offending line: here the secret.
     with socket.create_connection(("127.0.0.1", users.port), timeout=10) as sock:
         sock.sendall(
             f"GET /users HTTP/1.1\r\nHost: x\r\nx-gateway-secret: {SECRET}\x01\r\n\r\n".encode()
         )
         reply = _read_reply(sock)
     assert reply.startswith((b"HTTP/1.1 400 ", b"HTTP/1.0 400 "))
+    assert b"application/problem+json" in reply
+    assert SECRET.encode() not in reply
     users.stop()
     log = users.log()
-    assert "Error handling request" in log, log
+    assert "400 for a malformed request" in log, log
     assert SECRET not in log
