@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -162,6 +163,46 @@ async def test_sigterm_lets_a_200_mib_download_finish(system: System, workers: i
     print(f"\nSIGTERM mid-download: {got / MiB:.0f} MiB received, finished {took:.1f}s after")
     if not workers:
         assert "listener closing" in gateway.log()
+
+
+async def upload_through_sigterm(gateway: Proc, size: int) -> dict[str, Any]:
+    """Start an upload, SIGTERM the gateway once its first MiB is sent, then send the rest
+    after the listener has closed; returns what the backend says it received."""
+    first_sent, go_on = asyncio.Event(), asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"u" * MiB
+        first_sent.set()
+        await go_on.wait()
+        for _ in range(size // MiB - 1):
+            yield b"u" * MiB
+
+    async with aiohttp.ClientSession() as session:
+        upload = asyncio.ensure_future(
+            session.post(f"{gateway.url}/users/upload", data=body(), headers=KEY)
+        )
+        await first_sent.wait()
+        # Answered after the upload's head was sent: the gateway has the upload under way.
+        async with session.get(gateway.url + "/healthz") as probe:
+            assert probe.status == 200
+        gateway.send(signal.SIGTERM)
+        await eventually(lambda: not port_open(gateway.port), "the listener to close")
+        go_on.set()
+        async with await upload as resp:
+            assert resp.status == 200
+            result: dict[str, Any] = await resp.json()
+            return result
+
+
+@pytest.mark.parametrize("workers", LAUNCHERS.values(), ids=LAUNCHERS.keys())
+async def test_sigterm_lets_an_upload_under_way_finish(system: System, workers: int) -> None:
+    a = system.upstream("a")
+    gateway = system.gateway(config({"/users": [a.url]}), workers=workers)
+    await ready(a, gateway)
+    size = 8 * MiB  # under the default 10 MiB body limit
+    received = await upload_through_sigterm(gateway, size)
+    assert received["body_len"] == size
+    assert await gateway.exited(15) == 0
 
 
 async def test_hanging_backend_gives_504_and_gets_are_retried_elsewhere(system: System) -> None:
