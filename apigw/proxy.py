@@ -234,29 +234,42 @@ class Proxy:
         if upstream.status == 101:
             raise ProblemError(502, "The upstream tried to switch protocols.")
         request_id = request[REQUEST_ID_KEY]
+        headers = downstream_response_headers(upstream.headers, request_id, self.state.server)
+        content = upstream.content
+        try:
+            # What of the body has arrived with the head: for a small answer, all of it.
+            chunk = content.read_nowait()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            chunk = b""  # the read below raises it again, once the answer has started
+        if content.at_eof() and (deadline is None or monotonic() <= deadline):
+            # The whole body is here: aiohttp sends status line, headers and body in one
+            # write, where a streamed answer takes one for the head and one per chunk.
+            return web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers, body=chunk
+            )
         response = web.StreamResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         try:
             await response.prepare(request)
-            read = upstream.content.readany
+            read = content.readany
             while True:
-                try:
-                    chunk = await read()
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    pool.failed(target)
-                    log.warning(
-                        "upstream %s failed mid-response for request %s: %s; aborting the client",
-                        target.base,
-                        request_id,
-                        type(exc).__name__,
-                    )
-                    abort_connection(request)
-                    return response
                 if not chunk:
-                    break
+                    try:
+                        chunk = await read()
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        pool.failed(target)
+                        log.warning(
+                            "upstream %s failed mid-response for request %s: %s; "
+                            "aborting the client",
+                            target.base,
+                            request_id,
+                            type(exc).__name__,
+                        )
+                        abort_connection(request)
+                        return response
+                    if not chunk:
+                        break
                 if deadline is not None and monotonic() > deadline:
                     log.warning(
                         "request %s took longer than its total timeout; aborting the client",
@@ -265,6 +278,7 @@ class Proxy:
                     abort_connection(request)
                     return response
                 await response.write(chunk)
+                chunk = b""
             await response.write_eof()
         except ConnectionError:
             # The client went away (reset, or lost while we waited to write); release()
