@@ -11,7 +11,9 @@ import sys
 
 from aiohttp import web
 
+from apigw.admin import setup_admin
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.exchange import setup_observability
 from apigw.health import setup_health
 from apigw.keys import Keyring
 from apigw.lifecycle import install_signal_handlers, setup_lifecycle
@@ -55,10 +57,12 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
+    setup_observability(app, settings)
     proxy = setup_proxy(app)
     setup_backend_docs(app, spec)
     setup_health(app)
     setup_lifecycle(app, settings.shutdown)
+    setup_admin(app)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
     return app
@@ -87,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         grace=settings.shutdown.grace,
         install_signals=install_signal_handlers,
-        access_log=settings.access_log,
     )
     return 0
 
