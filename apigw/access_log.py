@@ -37,8 +37,12 @@ _FLUSH_INTERVAL = 0.2
 _STOP_TIMEOUT = 2.0
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 class Clock:
-    """ISO 8601 UTC timestamps with milliseconds; the seconds part is formatted once a second."""
+    """ISO 8601 UTC timestamps with milliseconds; the seconds part is formatted once a second,
+    the milliseconds come from a table (a format call per line costs more than the rest)."""
 
     __slots__ = ("_prefix", "_second")
 
@@ -46,12 +50,13 @@ class Clock:
         self._second = -1
         self._prefix = ""
 
-    def iso(self, now: float) -> str:
-        second = int(now)
+    def now(self) -> str:
+        millis = int(time.time() * 1000)
+        second = millis // 1000
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        return self._prefix + _MILLIS[millis % 1000]
 
 
 def encode(record: dict[str, Any]) -> bytes:

@@ -181,9 +181,10 @@ class Observer:
             if upstream_s is not None:
                 stats.upstream[bisect_left(BUCKETS, upstream_s)] += 1
                 stats.upstream_sum += upstream_s
-            row = stats.consumers.get(consumer or ANONYMOUS)
+            name = consumer or ANONYMOUS
+            row = stats.consumers.get(name)
             if row is None:
-                row = stats.consumers[consumer or ANONYMOUS] = [0] * 10
+                row = stats.consumers[name] = [0] * 10
             row[status // 100] += 1
             if reason is not None and reason in REJECTIONS:
                 stats.rejections[reason] = stats.rejections.get(reason, 0) + 1
@@ -193,7 +194,7 @@ class Observer:
             upstream_s = exchange.upstream_s
             access_log.write(
                 {
-                    "time": access_log.clock.iso(time.time()),
+                    "time": access_log.clock.now(),
                     "request_id": exchange.request_id,
                     "trace_id": exchange.trace_id,
                     "span_id": exchange.span_id,
@@ -209,8 +210,11 @@ class Observer:
                     "upstream": None if target is None else target.base,
                     "upstream_status": exchange.upstream_status,
                     "attempts": exchange.attempts,
-                    "duration_ms": round(duration * 1000, 3),
-                    "upstream_ms": None if upstream_s is None else round(upstream_s * 1000, 3),
+                    # Microsecond precision, as a number of milliseconds (cheaper than round()).
+                    "duration_ms": int(duration * 1_000_000) / 1000,
+                    "upstream_ms": None
+                    if upstream_s is None
+                    else int(upstream_s * 1_000_000) / 1000,
                     "client_ip": request.remote,
                     "user_agent": request.headers.get(hdrs.USER_AGENT, "")[:MAX_USER_AGENT] or None,
                 }

@@ -8,7 +8,9 @@ Every answer names the backend, so a test can tell which target served a request
   GET /_fault/stats            {"requests": n, "closed_reused": n, "uploads": n}
   GET <any>/big/<n>            n bytes, streamed in 64 KiB chunks
   GET <any>/reset-mid-body     promises 1 MB, sends 10 kB, then resets the connection
-  <any> <any>                  {"backend", "method", "path", "body_len"}
+  GET <any>/hang               never answers
+  <any> <any>                  {"backend", "method", "path", "body_len", "traceparent",
+                                "tracestate", "headers"}
 --keepalive S     close keep-alive connections idle for S seconds (aiohttp's timer)
 --close-reused    close a connection that already served a request when the next request
                   arrives on it, without answering: the keep-alive race, every time
@@ -69,7 +71,7 @@ class Fault:
             return web.Response()
         self.served.add(transport)
         self.requests += 1
-        if self.hang:
+        if self.hang or path.endswith("/hang"):
             await asyncio.sleep(3600)
         tail = path.rsplit("/", 2)
         if tail[-2] == "big":
@@ -101,6 +103,8 @@ class Fault:
                 "method": request.method,
                 "path": request.raw_path,
                 "body_len": len(body),
+                "traceparent": request.headers.getall("traceparent", []),
+                "tracestate": request.headers.getall("tracestate", []),
             }
         )
 
