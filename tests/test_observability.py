@@ -259,7 +259,7 @@ async def test_openmetrics_is_served_when_asked_for_and_parses(
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     text = await resp.text()
     assert text.endswith("# EOF\n")
-    families = {f.name: f for f in openmetrics_families(text)}
+    families = {f.name: f for f in openmetrics_families(text)}  # type: ignore[no-untyped-call]
     assert families["gateway_requests"].type == "counter"
     assert families["gateway"].type == "info"
     assert families["gateway_request_duration_seconds"].type == "histogram"
