@@ -44,10 +44,8 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     install_error_answers()
     # handler_args reach aiohttp's server whichever way it is started (run_app or gunicorn),
     # and take precedence over gunicorn's keepalive setting.
-    app = web.Application(
-        middlewares=GATEWAY_MIDDLEWARES,
-        handler_args=server_args(settings.limits, settings.server_header),
-    )
+    handler_args = server_args(settings.limits, settings.server_header)
+    app = web.Application(middlewares=GATEWAY_MIDDLEWARES, handler_args=handler_args)
     app[SETTINGS_KEY] = settings
     app[SERVER_HEADER_KEY] = settings.server_header
     app[REQUEST_GATE_KEY] = RequestGate(settings.limits)
@@ -57,7 +55,9 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
-    setup_observability(app, settings)
+    observer = setup_observability(app, settings)
+    # What aiohttp's parser refuses never reaches a middleware: counted where it is answered.
+    handler_args["logger"].on_answer = observer.parser_answered
     proxy = setup_proxy(app)
     setup_backend_docs(app, spec)
     setup_health(app)

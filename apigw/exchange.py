@@ -222,6 +222,18 @@ class Observer:
         if exchange.span is not None and self.otel is not None:
             self.otel.end_server(exchange, request, status, stats.route, reason)
 
+    def parser_answered(self, status: int) -> None:
+        """aiohttp's parser refused a request (apigw/server.py answered it): no route, no
+        method, no path can be trusted, so it counts under `unmatched` and `OTHER`."""
+        if not self.metrics_enabled:
+            return
+        stats = self.metrics.unmatched
+        key = status << 4 | OTHER_METHOD << 1
+        stats.requests[key] = stats.requests.get(key, 0) + 1
+        reason = REASON_BY_STATUS.get(status)
+        if reason in REJECTIONS:
+            stats.rejections[reason] = stats.rejections.get(reason, 0) + 1
+
     def attempt_started(self, exchange: Exchange, method: str, target: Target, path: str) -> str:
         """Exporting spans: open the attempt's span; the traceparent the backend gets."""
         assert self.otel is not None

@@ -182,6 +182,20 @@ class Metrics:
         self._window_base: dict[str, list[int]] = {}
         self._last: dict[str, list[int]] = {}
         self.windows: dict[int, dict[str, list[int]]] = {}
+        self.extra_gauges: dict[str, tuple[str, str, Callable[[], dict[str, float]]]] = {}
+
+    def add_gauge(
+        self,
+        name: str,
+        text: str,
+        source: Callable[[], dict[str, float]],
+        merge: str = "sum",
+    ) -> None:
+        """A gauge of another part (e.g. the rate limiter's store): `source` returns
+        {label set: value} at each snapshot, label sets written with `labels()`; workers'
+        values are merged by `merge` (sum, min or max)."""
+        assert merge in _MERGES and name not in FAMILIES
+        self.extra_gauges[name] = (text, merge, source)
 
     def route(self, prefix: str) -> RouteStats:
         stats = self.routes.get(prefix)
@@ -259,6 +273,8 @@ class Metrics:
                 series = f'{route},target="{label_value(target.base)}"'
                 gauges["gateway_upstream_target_up"][series] = 1 if target.available else 0
                 gauges["gateway_upstream_target_in_flight"][series] = target.in_flight
+        for name, (_, _, read) in self.extra_gauges.items():
+            gauges[name] = dict(read())
         for result, n in self.reloads.items():
             counters["gateway_config_reloads_total"][f'result="{result}"'] = n
         counters["gateway_access_log_dropped_total"][""] = self.access_log_dropped()
@@ -267,6 +283,7 @@ class Metrics:
             "histograms": histograms,
             "gauges": gauges,
             "windows": {str(w): rows for w, rows in self.windows.items()},
+            "families": {name: [text, how] for name, (text, how, _) in self.extra_gauges.items()},
             "worker": {
                 "pid": self.pid,
                 "started": self.started,
@@ -277,6 +294,14 @@ class Metrics:
 
 
 _COUNTERS = [(name, kind) for name, (kind, _) in FAMILIES.items() if kind == "counter"]
+_MERGES: dict[str, Callable[[Iterable[float]], float]] = {"sum": sum, "min": min, "max": max}
+
+
+def gauge_merge(family: str, extra: dict[str, list[str]]) -> Callable[[Iterable[float]], float]:
+    """How the values of several workers add up for a gauge family."""
+    if family in extra:
+        return _MERGES[extra[family][1]]
+    return GAUGE_MERGE.get(family, sum)
 
 
 def _number(value: float) -> str:
@@ -327,6 +352,13 @@ def render(merged: Snapshot, *, openmetrics: bool = False) -> bytes:
             else:
                 braces = f"{{{label_set}}}" if label_set else ""
                 out.append(f"{name}{braces} {_number(value)}")
+    for name, (text, _) in sorted(merged.get("families", {}).items()):
+        out.append(f"# HELP {name} {text}")
+        out.append(f"# TYPE {name} gauge")
+        series = merged.get("gauges", {}).get(name, {})
+        for label_set in sorted(series):
+            braces = f"{{{label_set}}}" if label_set else ""
+            out.append(f"{name}{braces} {_number(series[label_set])}")
     if openmetrics:
         out.append("# EOF")
     return ("\n".join(out) + "\n").encode()

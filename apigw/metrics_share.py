@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from apigw.metrics import GAUGE_MERGE, HISTORY_WINDOWS, WINDOW, Snapshot
+from apigw.metrics import HISTORY_WINDOWS, WINDOW, Snapshot, gauge_merge
 
 _LIVE = "w-"
 _DEAD = "dead-"
@@ -108,15 +108,18 @@ def merge(live: list[Snapshot], retired: list[Snapshot]) -> Snapshot:
         for part in _KEPT:
             add_into(merged[part], snapshot.get(part, {}))
     gauges: dict[str, dict[str, list[float]]] = {}
+    families: dict[str, list[str]] = {}
     for snapshot in live:
+        families.update(snapshot.get("families", {}))
         for family, series in snapshot.get("gauges", {}).items():
             into = gauges.setdefault(family, {})
             for label_set, value in series.items():
                 into.setdefault(label_set, []).append(value)
     merged["gauges"] = {
-        family: {k: GAUGE_MERGE.get(family, sum)(v) for k, v in series.items()}
+        family: {k: gauge_merge(family, families)(v) for k, v in series.items()}
         for family, series in gauges.items()
     }
+    merged["families"] = families
     merged["workers"] = len(live)
     merged["worker_list"] = [s["worker"] for s in live if "worker" in s]
     _prune_windows(merged)

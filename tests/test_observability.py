@@ -473,3 +473,24 @@ def test_access_log_keeps_its_boolean_form() -> None:
     assert make_settings({"/u": ["http://127.0.0.1:1"]}).access_log.enabled is True
     off = make_settings({"/u": ["http://127.0.0.1:1"]}, extra={"access_log": False})
     assert off.access_log.enabled is False
+
+
+async def test_another_part_can_add_a_gauge_that_workers_merge(
+    observed: TestClient[Any, Any],
+) -> None:
+    from apigw.metrics import labels
+
+    metrics = observed.app[OBSERVER_KEY].metrics
+    metrics.add_gauge(
+        "gateway_rate_limit_store_up",
+        "1 when the rate-limit store answers.",
+        lambda: {labels(store="redis"): 1},
+        merge="min",
+    )
+    found = await scrape(observed)
+    assert value(found, "gateway_rate_limit_store_up", store="redis") == 1
+    merged = merge(
+        [{"gauges": {"g": {"": 1}}, "families": {"g": ["h", "min"]}}, {"gauges": {"g": {"": 0}}}],
+        [],
+    )
+    assert merged["gauges"]["g"] == {"": 0}
