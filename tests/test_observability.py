@@ -7,12 +7,15 @@ a browser) is in tests/system/test_observability_processes.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -23,7 +26,7 @@ from apigw.admin import quantile
 from apigw.config import ConfigError
 from apigw.metrics import BUCKETS
 from apigw.metrics_share import add_into, merge
-from apigw.shared.appkeys import OBSERVER_KEY
+from apigw.shared.appkeys import OBSERVER_KEY, RELOADER_KEY
 from apigw.tracecontext import clean_tracestate, parse_traceparent
 from tests.conftest import DEMO_KEY, EchoUpstream, GatewayFactory, make_settings
 from tests.test_docs_gateway import eventually
@@ -269,9 +272,7 @@ async def test_counters_survive_a_reload_that_removes_the_route(
     observed: TestClient[Any, Any], echo_upstream: EchoUpstream
 ) -> None:
     assert (await observed.get("/orders/1", headers=KEY)).status == 200
-    reloader = observed.app[OBSERVER_KEY]
-    from apigw.shared.appkeys import RELOADER_KEY
-
+    observer = observed.app[OBSERVER_KEY]
     observed.app[RELOADER_KEY].apply(make_settings({"/users": [echo_upstream.url]}))
     assert (await observed.get("/orders/1", headers=KEY)).status == 404
     found = await scrape(observed)
@@ -279,7 +280,7 @@ async def test_counters_survive_a_reload_that_removes_the_route(
     assert value(found, total, route="/orders", method="GET", code="200", source="upstream") == 1
     assert value(found, total, route="unmatched", method="GET", code="404", source="gateway") == 1
     assert value(found, "gateway_config_reloads_total", result="success") == 1
-    assert reloader.generation == 2
+    assert observer.generation == 2
 
 
 def test_histogram_buckets_run_from_sub_millisecond_to_a_minute() -> None:
@@ -494,3 +495,37 @@ async def test_another_part_can_add_a_gauge_that_workers_merge(
         [],
     )
     assert merged["gauges"]["g"] == {"": 0}
+
+
+async def test_bytes_of_a_long_download_are_counted_while_it_runs(
+    make_gateway: GatewayFactory, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    release = asyncio.Event()
+
+    async def slow_download(request: web.Request) -> web.StreamResponse:
+        stream = web.StreamResponse()
+        await stream.prepare(request)
+        await stream.write(b"z" * 1_000_000)
+        await release.wait()
+        await stream.write(b"z" * 1000)
+        return stream
+
+    app = web.Application()
+    app.router.add_get("/files/{name}", slow_download)
+    upstream = await aiohttp_server(app)
+    gateway = await make_gateway(
+        make_settings({"/files": [str(upstream.make_url("")).rstrip("/")]})
+    )
+    resp = await gateway.get("/files/big", headers=KEY)
+    assert resp.status == 200
+    received = len(await resp.content.readexactly(1_000_000))
+
+    async def counted() -> bool:
+        found = await scrape(gateway)
+        return value(found, "gateway_bytes_total", route="/files", direction="out") >= received
+
+    await eventually(counted, "the first megabyte counted before the download ends")
+    found = await scrape(gateway)
+    assert value(found, "gateway_requests_in_flight", route="/files") == 1
+    release.set()
+    assert len(await resp.read()) == 1000
