@@ -9,8 +9,9 @@ import pytest
 
 from apigw.config import ConfigError, parse_gateway_settings
 from apigw.config.consumers import digest_of
+from tests.support import TEST_SECRET
 
-SECRET = {"GATEWAY_SECRET": "test-gateway-secret-0123456789"}
+SECRET = {"GATEWAY_SECRET": TEST_SECRET}
 HEALTH = {
     "max_failures": 4,
     "eject_seconds": 2.5,

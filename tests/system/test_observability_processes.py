@@ -12,7 +12,7 @@ import signal
 import string
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,14 @@ from aiohttp.test_utils import TestServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DEMO_KEY, OTHER_KEY, TEST_SECRET
-from tests.faultprocs import KEY, ROOT, Proc, Procs, gateway_document
-from tests.test_docs_gateway import eventually
+from tests.support import DEMO_KEY, KEY, OTHER_KEY, ROOT, TEST_SECRET
+from tests.support.apps import gateway_document
+from tests.support.processes import Proc, System, ready
+from tests.support.wait import eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    started = Procs(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 @pytest.fixture
@@ -93,11 +85,11 @@ async def send(
 
 
 async def test_one_scrape_of_either_worker_sums_both_and_never_goes_down(
-    procs: Procs, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    backend = procs.backend("b")
-    gunicorn = procs.gunicorn(gateway_document({"/api": [backend.url]}), workers=2)
+    backend = system.upstream("b")
     await backend.ready()
+    gunicorn = system.gateway(gateway_document({"/api": [backend.url]}), workers=2)
     await gunicorn.ready()
     sent = 300
     assert set(await send(http, gunicorn.url + "/api/x", sent)) == {200}
@@ -120,7 +112,7 @@ async def test_one_scrape_of_either_worker_sums_both_and_never_goes_down(
 
     # A worker killed with a request under way: its counters stay, its in-flight gauge goes.
     # A POST: aiohttp's client would resend a GET on a new connection when this one dies.
-    hanging = asyncio.create_task(http.post(gunicorn.url + "/api/hang", headers=KEY))
+    hanging = asyncio.create_task(http.post(gunicorn.url + "/api/hold", headers=KEY))
     holder: list[int] = []
 
     async def one_in_flight() -> bool:
@@ -172,12 +164,11 @@ def _random_path(rng: random.Random) -> str:
 
 
 async def test_random_paths_and_invented_methods_add_no_series(
-    procs: Procs, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    backend = procs.backend("b")
-    gateway = procs.gateway(gateway_document({"/api": [backend.url]}, access_log=False))
-    await backend.ready()
-    await gateway.ready()
+    backend = system.upstream("b")
+    gateway = system.gateway(gateway_document({"/api": [backend.url]}, access_log=False))
+    await ready(backend, gateway)
     rng = random.Random(10)
     methods = ["".join(rng.choices(string.ascii_uppercase, k=8)) for _ in range(100)]
 
@@ -205,12 +196,11 @@ async def test_random_paths_and_invented_methods_add_no_series(
 
 
 async def test_the_access_log_holds_no_key_secret_cookie_or_authorization(
-    procs: Procs, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    backend = procs.backend("b")
-    gateway = procs.gateway(gateway_document({"/api": [backend.url]}))  # log on, to stderr
-    await backend.ready()
-    await gateway.ready()
+    backend = system.upstream("b")
+    gateway = system.gateway(gateway_document({"/api": [backend.url]}))  # log on, to stderr
+    await ready(backend, gateway)
     secrets_sent = {DEMO_KEY, OTHER_KEY, TEST_SECRET}
     statuses: list[int] = []
     semaphore = asyncio.Semaphore(16)
@@ -252,21 +242,20 @@ async def test_the_access_log_holds_no_key_secret_cookie_or_authorization(
 
 
 async def test_a_blocked_log_sink_drops_lines_and_never_slows_requests(
-    procs: Procs, http: aiohttp.ClientSession, tmp_path: Path
+    system: System, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     sink = tmp_path / "access.fifo"
     os.mkfifo(sink)
     # Opened, never read: once the pipe's buffer is full, every write to it blocks.
     reader = os.open(sink, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        backend = procs.backend("b")
-        gateway = procs.gateway(
+        backend = system.upstream("b")
+        gateway = system.gateway(
             gateway_document(
                 {"/api": [backend.url]}, access_log={"target": str(sink), "queue": 500}
             )
         )
-        await backend.ready()
-        await gateway.ready()
+        await ready(backend, gateway)
         # Far more lines than the pipe and the queue hold; each request must still be
         # answered (the client gives up on any that takes 10 s).
         assert set(await send(http, gateway.url + "/api/x", 3000)) == {200}
@@ -282,12 +271,11 @@ async def test_a_blocked_log_sink_drops_lines_and_never_slows_requests(
 
 
 async def test_the_backend_sees_the_trace_continued_or_started(
-    procs: Procs, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    backend = procs.backend("b")
-    gateway = procs.gateway(gateway_document({"/api": [backend.url]}))
-    await backend.ready()
-    await gateway.ready()
+    backend = system.upstream("b")
+    gateway = system.gateway(gateway_document({"/api": [backend.url]}))
+    await ready(backend, gateway)
     incoming = f"00-{TRACE_ID}-{PARENT_ID}-01"
     headers = {**KEY, "traceparent": incoming, "tracestate": "congo=t61rcWkgMzE"}
     async with http.get(gateway.url + "/api/t", headers=headers) as resp:
@@ -326,7 +314,7 @@ class OtlpReceiver:
 
 
 async def test_spans_are_exported_to_an_otlp_receiver(
-    procs: Procs,
+    system: System,
     http: aiohttp.ClientSession,
     aiohttp_server: Callable[..., Awaitable[TestServer]],
 ) -> None:
@@ -334,16 +322,15 @@ async def test_spans_are_exported_to_an_otlp_receiver(
     app = web.Application()
     app.router.add_post("/v1/traces", receiver.handle)
     server = await aiohttp_server(app)
-    backend = procs.backend("b")
+    backend = system.upstream("b")
     endpoint = str(server.make_url("/v1/traces"))
-    gateway = procs.gateway(
+    gateway = system.gateway(
         gateway_document(
             {"/api": [backend.url]},
             tracing={"otlp_endpoint": endpoint, "export_interval": 0.1, "service_name": "edge"},
         )
     )
-    await backend.ready()
-    await gateway.ready()
+    await ready(backend, gateway)
     headers = {**KEY, "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
     async with http.get(gateway.url + "/api/span", headers=headers) as resp:
         seen = await resp.json()

@@ -3,92 +3,91 @@ from elsewhere, and is saved as artifacts/status-page.png."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
+import aiohttp
 
-from tests.conftest import DEMO_KEY, TEST_SECRET
-from tests.procs import System, call
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, sync_playwright
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    system = System(tmp_path, secret=TEST_SECRET)
-    try:
-        yield system
-    finally:
-        system.stop()
+from tests.support import DEMO_KEY, TEST_SECRET
+from tests.support.processes import System
+from tests.system.test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    STEP_TIMEOUT_MS,
+    async_playwright,
+)
 
 
 class Load:
-    """Requests through the gateway from a thread until stopped: users, orders and some 401s."""
+    """Requests through the gateway until stopped: users, orders, a 404 and some 401s."""
 
     def __init__(self, gateway: str) -> None:
         self.gateway = gateway
-        self.stop = threading.Event()
         self.statuses: list[int] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
-    def _run(self) -> None:
-        key = {"x-api-key": DEMO_KEY}
+    async def _run(self) -> None:
         paths = ["/users/1", "/orders/1", "/users/2", "/users/42"]
         i = 0
-        while not self.stop.is_set():
-            path = paths[i % len(paths)]
-            headers = key if i % 10 else {}
-            self.statuses.append(call("GET", self.gateway + path, headers=headers).status)
-            i += 1
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            while not self._stop.is_set():
+                headers = {"x-api-key": DEMO_KEY} if i % 10 else {}
+                async with http.get(self.gateway + paths[i % len(paths)], headers=headers) as resp:
+                    await resp.read()
+                    self.statuses.append(resp.status)
+                i += 1
 
-    def __enter__(self) -> Load:
-        self.thread.start()
+    async def __aenter__(self) -> Load:
+        self._task = asyncio.create_task(self._run())
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=15)
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
 
 
-def test_status_page_shows_routes_targets_and_live_traffic(system: System) -> None:
-    playwright_cm = sync_playwright()
-    from playwright.sync_api import expect
+async def test_status_page_shows_routes_targets_and_live_traffic(system: System) -> None:
+    playwright_cm = async_playwright()
+    from playwright.async_api import expect
 
-    system.start()
+    gateway = await system.start_three()
     outside: list[str] = []
-    with Load(system.gateway) as load, playwright_cm as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    async with Load(gateway.url) as load, playwright_cm as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(STEP_TIMEOUT_MS)
             expect.set_options(timeout=STEP_TIMEOUT_MS)
 
             def record(request: Any) -> None:
-                if not request.url.startswith(system.gateway + "/"):
+                if not request.url.startswith(gateway.url + "/"):
                     outside.append(request.url)
 
             page.on("request", record)
-            page.goto(system.gateway + "/status")
+            await page.goto(gateway.url + "/status")
             users = page.locator('section.route[data-route="/users"]')
             orders = page.locator('section.route[data-route="/orders"]')
-            expect(users).to_be_visible()
-            expect(orders).to_be_visible()
-            # Live: the request rate becomes non-zero without reloading the page.
-            expect(users.locator(".rps")).not_to_have_text("0.0")
-            expect(orders.locator(".rps")).not_to_have_text("0.0")
-            expect(users.locator(".p95")).to_have_text(re.compile(r"[0-9.]+ ms"))
-            expect(users.locator("tr.target .badge")).to_have_text("up")
-            expect(page.locator("#rejections")).to_contain_text("auth")
-            expect(page.locator("#live")).to_contain_text("live")
-            expect(page.locator("#version")).to_have_text("0.1.0")
+            await expect(users).to_be_visible()
+            await expect(orders).to_be_visible()
+            # Live: the rate and latency fill in without the page being reloaded.
+            await expect(users.locator(".rps")).not_to_have_text("0.0")
+            await expect(orders.locator(".rps")).not_to_have_text("0.0")
+            await expect(users.locator(".p95")).to_have_text(re.compile(r"[0-9.]+ ms"))
+            await expect(users.locator("tr.target .badge")).to_have_text("up")
+            await expect(page.locator("#rejections")).to_contain_text("auth")
+            await expect(page.locator("#live")).to_contain_text("live")
+            await expect(page.locator("#version")).to_have_text("0.1.0")
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
-            html = page.content()
+            await page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+            html = await page.content()
         finally:
-            browser.close()
+            await browser.close()
     assert outside == []
     assert 200 in load.statuses and 401 in load.statuses
     for secret in (DEMO_KEY, TEST_SECRET):
