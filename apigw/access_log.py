@@ -61,7 +61,13 @@ class Clock:
 
 def encode(record: dict[str, Any]) -> bytes:
     """One line (with its newline) of at most MAX_WRITE bytes."""
-    line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    try:
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        # Bytes that are not UTF-8 (aiohttp's pure-Python parser keeps them in the path as
+        # lone surrogates): logged escaped, as \udcff, rather than not at all.
+        record = {k: _escaped(v) if isinstance(v, str) else v for k, v in record.items()}
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
     if len(line) <= MAX_WRITE:
         return line
     # Only client-chosen text can make a line long (escaped control or multi-byte characters).
@@ -74,6 +80,10 @@ def encode(record: dict[str, Any]) -> bytes:
         return line
     shorter["path"] = shorter["user_agent"] = None
     return orjson.dumps(shorter, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class AccessLog:

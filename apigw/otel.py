@@ -68,7 +68,10 @@ class OtelExport:
             kind=SpanKind.SERVER,
             attributes={
                 "http.request.method": request.method,
-                "url.path": request.raw_path.partition("?")[0],
+                # Bytes that are not UTF-8 (pure-Python parser) would stop the batch's encoding.
+                "url.path": request.raw_path.partition("?")[0]
+                .encode("utf-8", "backslashreplace")
+                .decode(),
                 "url.scheme": request.scheme,
                 "client.address": request.remote or "",
                 "user_agent.original": request.headers.get(hdrs.USER_AGENT, "")[:256],

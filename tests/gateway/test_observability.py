@@ -385,6 +385,12 @@ def test_a_line_never_reaches_4_kib_whatever_the_client_sends() -> None:
     assert json.loads(line)["status"] == 200
 
 
+def test_a_path_that_is_not_utf_8_is_logged_escaped() -> None:
+    # What aiohttp's pure-Python parser makes of a raw 0xff byte in the request target.
+    line = json.loads(encode({"path": "/users/\udcff", "status": 400}))
+    assert line == {"path": "/users/\\udcff", "status": 400}
+
+
 def test_timestamps_are_utc_iso_with_milliseconds() -> None:
     stamp = Clock().now()
     assert len(stamp) == len("2026-01-01T00:00:00.000Z")
