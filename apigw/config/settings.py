@@ -183,6 +183,11 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     return Path(__file__).resolve().parents[2] / "gateway.yaml"
 
 
+# libyaml's loader when PyYAML has it: the same safe subset, parsed ~50x faster than the pure
+# Python one, which matters for configs of thousands of routes or consumers (and on reload).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_gateway_settings(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -196,7 +201,7 @@ def load_gateway_settings(
     except OSError as exc:
         raise ConfigError(f"config file {config_path}: {exc.strerror or exc}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""

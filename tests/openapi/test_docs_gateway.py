@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from pathlib import Path
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
 from apigw.config import Route
-from apigw.openapi.fetch import DocsPublisher
+from apigw.openapi.fetch import MAX_CONCURRENT_FETCHES, DocsPublisher
 from apigw.openapi.swagger import gateway_components
 from tests.support import KEY, TEST_SECRET, free_port
 from tests.support.apps import (
@@ -232,3 +233,51 @@ def test_merged_names_do_not_depend_on_which_backend_answered_first() -> None:
         results.append(copy.deepcopy(spec))
     assert results[0] == results[1]
     assert results[0]["components"]["schemas"]["orders_Thing"] == {"type": "integer"}
+
+
+async def test_routes_sharing_upstreams_share_one_document_fetch(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory
+) -> None:
+    document = backend_document("/r0/x")
+    document["paths"].update({f"/r{n}/x": document["paths"]["/r0/x"] for n in range(1, 300)})
+    fake = FakeBackend([web.json_response(document)])
+    base = await start_fake(aiohttp_server, fake)
+    gateway = await make_gateway(make_settings({f"/r{n}": [base] for n in range(300)}))
+    spec = await wait_for_paths(gateway, {f"/r{n}/x" for n in range(300)})
+    assert len(fake.seen) == 1
+    assert "Still waiting" not in spec["info"]["description"]
+
+
+async def test_document_fetches_run_a_few_at_a_time(
+    make_gateway: GatewayFactory, aiohttp_server: ServerFactory
+) -> None:
+    # Twelve backends (distinct base paths on one server), each holding its answer until the
+    # test lets it go, one at a time: never more than MAX_CONCURRENT_FETCHES are asked at once.
+    backends = 12
+    held: list[asyncio.Future[None]] = []
+    most = 0
+
+    async def hold(request: web.Request) -> web.Response:
+        nonlocal most
+        answer = asyncio.get_running_loop().create_future()
+        held.append(answer)
+        most = max(most, len(held))
+        await answer
+        return web.json_response(backend_document(f"/{request.match_info['name']}/x"))
+
+    app = web.Application()
+    app.router.add_get("/{name}/docs/swagger.json", hold)
+    base = url_of(await aiohttp_server(app))
+    gateway = await make_gateway(
+        make_settings({f"/b{n}": [f"{base}/b{n}"] for n in range(backends)})
+    )
+    for answered in range(backends):
+        expected = min(MAX_CONCURRENT_FETCHES, backends - answered)
+
+        def slots_full(expected: int = expected) -> bool:
+            return len(held) == expected
+
+        await eventually(slots_full, f"{expected} fetches under way")
+        held.pop(0).set_result(None)
+    await wait_for_paths(gateway, {f"/b{n}/x" for n in range(backends)})
+    assert most == MAX_CONCURRENT_FETCHES
