@@ -86,7 +86,7 @@ class Upstream:
         return str(self.server.make_url("")).rstrip("/")
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 30)
+        app = web.Application(client_max_size=1 << 30, handler_args=HANDLER_ARGS)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
