@@ -77,6 +77,8 @@ class Proxy:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.state = ProxyState(settings)
+        # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
+        self.draining = False
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -239,6 +241,8 @@ class Proxy:
             reason=upstream.reason,
             headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
         )
+        if self.draining:
+            response.force_close()  # sends Connection: close; see request_gate_middleware
         try:
             await response.prepare(request)
             read = upstream.content.readany
