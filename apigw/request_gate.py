@@ -165,7 +165,11 @@ class RequestGate:
         """Count one more request in flight, or refuse it with a 503 when at the cap."""
         if self.in_flight >= self.max_in_flight:
             raise ProblemError(
-                503, "The gateway is at capacity; retry shortly.", headers=_RETRY_AFTER, close=True
+                503,
+                "The gateway is at capacity; retry shortly.",
+                headers=_RETRY_AFTER,
+                close=True,
+                reason="overloaded",
             )
         self.in_flight += 1
 
