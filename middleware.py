@@ -163,9 +163,18 @@ async def request_gate_middleware(request: web.Request, handler: Handler) -> web
     gate.check(request)
     gate.enter()
     try:
-        return await handler(request)
+        response = await handler(request)
+    except ProblemError as exc:
+        exc.close |= gate.draining
+        raise
     finally:
         gate.leave()
+    if gate.draining and not response.prepared:
+        # As Envoy drains: answers during the drain carry Connection: close, so keep-alive
+        # clients reconnect (to a live process) instead of racing the close of an idle
+        # connection when the listener goes. The proxy does the same for what it streams.
+        response.force_close()
+    return response
 
 
 @web.middleware

@@ -63,6 +63,11 @@ def _accept(server: Any, settings: GatewaySettings) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     """Worker, just forked: it serves the settings the master checked."""
+    # A SIGTERM that comes while the worker boots would be lost (first the master's inherited
+    # handler takes it, then uvloop drops signals that arrive before its loop runs), and the
+    # worker would never stop. Held pending until the drain handler is in place instead; first
+    # thing, so the window since the fork is as short as gunicorn allows.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     settings: GatewaySettings = getattr(server, _SETTINGS_ATTR)
     setattr(worker, _SETTINGS_ATTR, settings)
     setattr(worker, _METRICS_ATTR, getattr(server, _METRICS_ATTR))
@@ -70,10 +75,6 @@ def post_fork(server: Any, worker: Any) -> None:
     # reach Python's last-resort handler unformatted, and unredacted.
     setup_logging()
     install_redaction([settings.gateway_secret])
-    # A SIGTERM that comes while the worker boots would be lost (first the master's inherited
-    # handler takes it, then uvloop drops signals that arrive before its loop runs), and the
-    # worker would never stop. Held pending until the drain handler is in place instead.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def post_worker_init(worker: Any) -> None:

@@ -91,6 +91,8 @@ class Proxy:
     def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
         self.metrics = metrics
         self.state = ProxyState(settings, metrics)
+        # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
+        self.draining = False
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -294,6 +296,8 @@ class Proxy:
             reason=upstream.reason,
             headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
         )
+        if self.draining:
+            response.force_close()  # sends Connection: close; see request_gate_middleware
         try:
             await response.prepare(request)
             read = upstream.content.readany

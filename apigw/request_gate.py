@@ -70,6 +70,7 @@ class RequestGate:
         "_max_header_bytes",
         "_max_headers",
         "_max_line",
+        "draining",
         "in_flight",
         "max_in_flight",
     )
@@ -81,6 +82,8 @@ class RequestGate:
         self._max_headers = limits.max_headers
         self.max_in_flight = limits.max_in_flight
         self.in_flight = 0
+        # Set once SIGTERM starts the drain (lifecycle.py).
+        self.draining = False
 
     def check(self, request: web.BaseRequest) -> None:
         """Raise a `ProblemError` (which closes the connection) for a head the gateway refuses."""
