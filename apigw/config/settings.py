@@ -19,11 +19,20 @@ import yaml
 from apigw.config.consumers import DEMO_KEY_DIGEST, Consumer, digest_of, parse_consumers
 from apigw.config.fields import (
     ConfigError,
-    boolean,
     byte_size,
     env_flag,
     expand_tree,
     mapping,
+)
+from apigw.config.observability import (
+    AccessLogSettings,
+    AdminSettings,
+    MetricsSettings,
+    TracingSettings,
+    parse_access_log,
+    parse_admin,
+    parse_metrics,
+    parse_tracing,
 )
 from apigw.config.process import (
     PoolSettings,
@@ -60,7 +69,10 @@ class GatewaySettings:
     pool: PoolSettings = PoolSettings()  # noqa: RUF009
     limits: ServerLimits = ServerLimits()  # noqa: RUF009
     shutdown: Shutdown = Shutdown()  # noqa: RUF009
-    access_log: bool = False
+    access_log: AccessLogSettings = AccessLogSettings()  # noqa: RUF009
+    admin: AdminSettings = AdminSettings()  # noqa: RUF009
+    metrics: MetricsSettings = MetricsSettings()  # noqa: RUF009
+    tracing: TracingSettings = TracingSettings()  # noqa: RUF009
     server_header: str = DEFAULT_SERVER_HEADER
     production: bool = False
     source: str = ""
@@ -113,6 +125,9 @@ def parse_gateway_settings(
             "health",
             "shutdown",
             "server_header",
+            "admin",
+            "metrics",
+            "tracing",
         },
     )
     top = expand_tree(top, env, "")
@@ -141,7 +156,7 @@ def parse_gateway_settings(
     digests = {c.digest for c in consumers}
 
     pool = parse_pool(top.get("pool"))
-    access_log = boolean(top.get("access_log"), "access_log", False)
+    access_log = parse_access_log(top.get("access_log"))
     server_header = top.get("server_header", DEFAULT_SERVER_HEADER)
     if (
         not isinstance(server_header, str)
@@ -170,6 +185,9 @@ def parse_gateway_settings(
         limits=limits,
         shutdown=parse_shutdown(top.get("shutdown")),
         access_log=access_log,
+        admin=parse_admin(top.get("admin")),
+        metrics=parse_metrics(top.get("metrics")),
+        tracing=parse_tracing(top.get("tracing")),
         server_header=server_header,
         production=production,
         source=source,

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from apigw.config import GatewaySettings
+    from apigw.exchange import Exchange, Observer
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
@@ -28,6 +29,8 @@ HEALTH_CHECKS_KEY: web.AppKey[HealthChecks] = web.AppKey("health_checks")
 LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
+# Metrics, access log and span export of this worker (apigw.exchange).
+OBSERVER_KEY: web.AppKey[Observer] = web.AppKey("observer")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # A service's SQLite connection (apigw.services.storage).
@@ -38,3 +41,5 @@ OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
 CONSUMER_KEY: web.RequestKey[str] = web.RequestKey("consumer", str)
+# What the gateway records of a request: trace context, route, upstream side, timing.
+EXCHANGE_KEY: web.RequestKey[Exchange] = web.RequestKey("exchange")

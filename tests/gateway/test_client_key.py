@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from apigw.keys import Keyring
 from apigw.keys import main as mint_main
-from tests.support import DEMO_KEY, OTHER_KEY, PROBLEM, TEST_SECRET
+from tests.support import DEMO_KEY, KEY, OTHER_KEY, PROBLEM, TEST_SECRET
 from tests.support.apps import make_settings
 from tests.support.upstream import Upstream
 
@@ -74,7 +74,7 @@ async def test_unauthenticated_caller_cannot_map_routes(gateway: TestClient[Any,
     known = await gateway.get("/users/1")
     unknown = await gateway.get("/no-such-route")
     assert known.status == unknown.status == 401
-    authed_unknown = await gateway.get("/no-such-route", headers={"x-api-key": DEMO_KEY})
+    authed_unknown = await gateway.get("/no-such-route", headers=KEY)
     assert authed_unknown.status == 404
     assert authed_unknown.content_type == PROBLEM
 

@@ -12,7 +12,8 @@ import yaml
 
 from apigw.config import load_gateway_settings
 from apigw.config.consumers import digest_of
-from apigw.shared.appkeys import LIFECYCLE_KEY, RELOADER_KEY
+from apigw.lifecycle import begin_drain
+from apigw.shared.appkeys import RELOADER_KEY
 from tests.support import DEMO_KEY, KEY, OTHER_KEY, PROBLEM, TEST_SECRET
 from tests.support.apps import GatewayFactory, make_settings
 from tests.support.upstream import UpstreamFactory
@@ -35,12 +36,17 @@ async def test_readyz_fails_while_draining(
 ) -> None:
     a = await make_upstream("a")
     client = await make_gateway(make_settings({"/users": [a.url]}))
-    client.app[LIFECYCLE_KEY].draining = True
+    begin_drain(client.app)
     resp = await client.get("/readyz")
     assert resp.status == 503
     assert resp.content_type == PROBLEM
-    # Draining only changes readiness: requests are still served.
-    assert (await client.get("/users/1", headers=KEY)).status == 200
+    # Requests are still served, but every answer tells a keep-alive client to reconnect (to
+    # a live process), so none is left to race the close of its idle connection.
+    proxied = await client.get("/users/1", headers=KEY)
+    own = await client.get("/users/1")
+    assert (proxied.status, own.status) == (200, 401)
+    for resp in (proxied, own):
+        assert resp.headers.get("Connection") == "close", (resp.status, dict(resp.headers))
 
 
 def write_config(path: Path, upstream: str, consumers: dict[str, str]) -> None:

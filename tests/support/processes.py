@@ -86,7 +86,10 @@ class Proc:
 
     async def exited(self, timeout: float) -> int:
         """The exit status, once the process has exited by itself."""
-        await eventually(lambda: self.popen.poll() is not None, f"{self.name} to exit", timeout)
+        try:
+            await eventually(lambda: self.popen.poll() is not None, "an exit", timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{self.name}: {exc}:\n{self.log()}") from None
         code: int = self.popen.returncode
         return code
 

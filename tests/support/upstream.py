@@ -16,7 +16,8 @@ The last path segment picks the answer (under any route prefix):
   redirect         302 to another host
   gzip             a gzip body with Content-Encoding, as is
   hop              hop-by-hop headers and a leaked secret, which must not come back
-  anything else    {"backend", "method", "raw_path", "body_len", "body_sha256"}
+  anything else    {"backend", "method", "raw_path", "body_len", "body_sha256", "traceparent",
+                    "tracestate"}
 Never the request headers: the hostile suite searches every answer for credentials.
 /healthz answers `health_status`; /_upstream/stats answers the counters (for processes).
 Options: `close_reused` closes a reused connection when its next request arrives, unanswered
@@ -85,7 +86,7 @@ class Upstream:
         return str(self.server.make_url("")).rstrip("/")
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 30)
+        app = web.Application(client_max_size=1 << 30, handler_args=HANDLER_ARGS)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -197,6 +198,9 @@ class Upstream:
                 "raw_path": request.raw_path,
                 "body_len": len(body),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
+                # Trace context is no credential: the system tests read what the backend got.
+                "traceparent": request.headers.getall("traceparent", []),
+                "tracestate": request.headers.getall("tracestate", []),
             }
         )
 
