@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from time import monotonic, perf_counter
 
 import aiohttp
@@ -39,6 +39,22 @@ log = logging.getLogger("apigw.proxy")
 
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
+_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
+
+
+class ForwardingRequest(aiohttp.ClientRequest):
+    """aiohttp's ClientRequest, minus the headers it adds on its own.
+
+    Given `skip_auto_headers`, aiohttp sorts the names, builds a multidict of them and copies
+    every request header to see which defaults to add, on every request. The gateway adds
+    none, ever, so the skipped set is made once here. Reaches into aiohttp (the method is not
+    public API): tests/gateway/test_aiohttp_internals.py fails if an upgrade changes it.
+    """
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _SKIPPED
+
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 NO_ROUTE = "No route matches this path."
 
@@ -57,6 +73,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
         # One session serves every client: it must never keep or send anyone's cookies.
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_SKIP_AUTO_HEADERS,
+        request_class=ForwardingRequest,
         timeout=aiohttp.ClientTimeout(total=None),
     )
 
@@ -64,6 +81,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
 async def session_ctx(app: web.Application) -> AsyncIterator[None]:
     session = make_session(app[SETTINGS_KEY].pool)
     app[SESSION_KEY] = session
+    app[PROXY_KEY].session = session
     yield
     await session.close()
 
@@ -93,6 +111,8 @@ class Proxy:
         self.state = ProxyState(settings, metrics)
         # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
         self.draining = False
+        # The pooled session, set by session_ctx (kept here: no app lookup per request).
+        self.session: aiohttp.ClientSession | None = None
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -196,8 +216,8 @@ class Proxy:
             target.in_flight -= 1
             upstream.release()
 
-    @staticmethod
     def _attempt(
+        self,
         request: web.Request,
         pool: UpstreamPool,
         target: Target,
@@ -211,7 +231,9 @@ class Proxy:
                 exchange, request.method, target, request.raw_path
             )
         # request_gate_middleware lets only FORWARDED_METHODS through.
-        return request.app[SESSION_KEY].request(
+        session = self.session
+        assert session is not None, "session_ctx sets the session before any request"
+        return session.request(
             request.method,
             URL(target.base + request.raw_path, encoded=True),
             headers=headers,
