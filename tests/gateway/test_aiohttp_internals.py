@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from apigw.config.process import PoolSettings
 from apigw.proxy import ForwardingRequest, make_session
@@ -23,6 +24,14 @@ def test_client_request_still_builds_auto_headers_through_the_overridden_method(
     # __init__, with no other method of its own left to add default headers.
     init = inspect.getsource(ClientRequest.__init__)
     assert "self.update_auto_headers(skip_auto_headers)" in init
+    assert "self.update_headers(headers)" in init
+    # The override of update_headers keeps what aiohttp's does: a fresh multidict in
+    # self.headers, the URL's host:port as Host first, the caller's Host replacing it.
+    update = inspect.getsource(ClientRequest.update_headers)
+    assert "self.headers: CIMultiDict[str] = CIMultiDict()" in update
+    assert "host = self.url.host_port_subcomponent" in update
+    assert "self.headers[hdrs.HOST] = host" in update
+    assert "if key in hdrs.HOST_ALL:" in update
     assert ForwardingRequest.update_auto_headers is not ClientRequest.update_auto_headers
     source = inspect.getsource(ClientRequest)
     assert source.count("DEFAULT_HEADERS") == 2  # declared, and read only in the overridden one
@@ -58,7 +67,34 @@ async def test_forwarding_session_adds_no_header_of_its_own(
         assert not added & {name.lower() for name in headers}, headers
     # The body is still framed by the session (Content-Length), and Host is set.
     assert seen[1]["Content-Length"] == "4"
-    assert all("Host" in headers for headers in seen)
+    assert all(headers["Host"] == f"127.0.0.1:{server.port}" for headers in seen)
+
+
+async def test_forwarding_session_sends_repeated_headers_and_an_explicit_host(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen: list[CIMultiDictProxy[str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/x", record)
+    server = await aiohttp_server(app)
+    session = make_session(PoolSettings())
+    repeated = CIMultiDict([("X-Twice", "1"), ("X-Twice", "2"), ("X-Other", "o")])
+    try:
+        async with session.get(server.make_url("/x"), headers=repeated) as resp:
+            assert resp.status == 200
+        async with session.get(server.make_url("/x"), headers={"Host": "named.test"}) as resp:
+            assert resp.status == 200
+    finally:
+        await session.close()
+    assert seen[0].getall("X-Twice") == ["1", "2"]
+    assert seen[0]["X-Other"] == "o"
+    assert next(iter(seen[0])) == "Host"
+    assert seen[1].getall("Host") == ["named.test"]
 
 
 async def test_forwarding_request_is_the_session_request_class() -> None:
