@@ -13,6 +13,9 @@ from yarl import URL
 
 from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
+from apigw.config.consumers import Consumer
+from apigw.policies import RATELIMIT_HEADER, RATELIMIT_POLICY_HEADER, policy_sets
+from apigw.ratelimit import RateLimiter
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_target
 from apigw.shared.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
@@ -60,10 +63,15 @@ async def session_ctx(app: web.Application) -> AsyncIterator[None]:
 class ProxyState:
     """One generation of the config as the proxy uses it; a reload swaps in a whole new one."""
 
-    __slots__ = ("pools", "routes", "secret", "server", "settings")
+    __slots__ = ("policies", "pools", "routes", "secret", "server", "settings")
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        limits = settings.rate_limits
+        # Route prefix -> plan name -> what a consumer of that plan is held to on the route.
+        self.policies = policy_sets(
+            settings.plans, settings.routes, limits.workers if limits.divide_by_workers else 1
+        )
         self.pools = tuple(UpstreamPool(route) for route in settings.routes)
         self.routes: RouteTable[UpstreamPool] = RouteTable(
             {pool.route.prefix: pool for pool in self.pools}
@@ -75,8 +83,9 @@ class ProxyState:
 class Proxy:
     """The proxying handler, with everything it needs prepared at start-up or reload."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, limiter: RateLimiter) -> None:
         self.state = ProxyState(settings)
+        self.limiter = limiter
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -95,14 +104,45 @@ class Proxy:
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
             raise ProblemError(401, "A valid API key is required in the x-api-key header.")
+        if consumer.routes is not None and pool.route.prefix not in consumer.routes:
+            # Before any limit is charged: a refused route costs the consumer nothing.
+            raise ProblemError(403, "This API key may not call this route.")
+        policies = state.policies[pool.route.prefix][consumer.plan]
+        if policies is None:
+            return await self._forward(request, state, pool, consumer, None)
+        limiter = self.limiter
+        fields: tuple[str, str] | None
+        if limiter.is_local:
+            # No round trip, so no await: the cheapest path for the default store.
+            fields = limiter.local.admit(consumer.name, policies.local)
+        else:
+            fields = await limiter.admit(consumer.name, policies)
+        try:
+            return await self._forward(request, state, pool, consumer, fields)
+        except ProblemError as exc:
+            # A 413, 502, 503 or 504 after the request was counted tells the count too.
+            if fields is not None:
+                exc.headers[RATELIMIT_POLICY_HEADER] = fields[0]
+                exc.headers[RATELIMIT_HEADER] = fields[1]
+            raise
+
+    async def _forward(
+        self,
+        request: web.Request,
+        state: ProxyState,
+        pool: UpstreamPool,
+        consumer: Consumer,
+        fields: tuple[str, str] | None,
+    ) -> web.StreamResponse:
         request_id = request[REQUEST_ID_KEY]
         headers = upstream_request_headers(
             request.headers,
             secret=state.secret,
-            consumer=consumer,
+            consumer=consumer.name,
             request_id=request_id,
             client_ip=request.remote,
             scheme=request.scheme,
+            plan=consumer.plan,
         )
         # The whole-request limit is checked at every chunk both ways and before a retry;
         # every single wait is capped by it too (make_client_timeout). No timer per request.
@@ -155,7 +195,7 @@ class Proxy:
                 pool.failed(target)
             else:
                 pool.succeeded(target)
-            return await self._relay(request, upstream, pool, target, deadline)
+            return await self._relay(request, upstream, pool, target, deadline, fields)
         finally:
             target.in_flight -= 1
             upstream.release()
@@ -230,14 +270,19 @@ class Proxy:
         pool: UpstreamPool,
         target: Target,
         deadline: float | None,
+        fields: tuple[str, str] | None,
     ) -> web.StreamResponse:
         if upstream.status == 101:
             raise ProblemError(502, "The upstream tried to switch protocols.")
         request_id = request[REQUEST_ID_KEY]
+        headers = downstream_response_headers(upstream.headers, request_id, self.state.server)
+        if fields is not None:
+            # Added beside the upstream's own RateLimit fields, never over them: an
+            # intermediary must not make a policy look more permissive (the draft, 7.2).
+            headers.add(RATELIMIT_POLICY_HEADER, fields[0])
+            headers.add(RATELIMIT_HEADER, fields[1])
         response = web.StreamResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         try:
             await response.prepare(request)
@@ -289,8 +334,8 @@ def _upstream_error(exc: Exception, base: str, request_id: str) -> ProblemError:
     return ProblemError(502, "The upstream could not be reached.")
 
 
-def setup_proxy(app: web.Application) -> Proxy:
-    proxy = Proxy(app[SETTINGS_KEY])
+def setup_proxy(app: web.Application, limiter: RateLimiter) -> Proxy:
+    proxy = Proxy(app[SETTINGS_KEY], limiter)
     app[PROXY_KEY] = proxy
     app.cleanup_ctx.append(session_ctx)
     return proxy

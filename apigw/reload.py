@@ -13,7 +13,13 @@ import os
 from aiohttp import web
 
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
-from apigw.shared.appkeys import HEALTH_CHECKS_KEY, KEYRING_KEY, PROXY_KEY, SESSION_KEY
+from apigw.shared.appkeys import (
+    HEALTH_CHECKS_KEY,
+    KEYRING_KEY,
+    PROXY_KEY,
+    RATE_LIMITER_KEY,
+    SESSION_KEY,
+)
 
 log = logging.getLogger("apigw.reload")
 
@@ -59,6 +65,11 @@ class Reloader:
         current = app[PROXY_KEY].state.settings
         state = app[PROXY_KEY].swap(settings)
         app[KEYRING_KEY].replace(settings.consumers)
+        # Counters follow consumer names, so they survive the reload (and a changed plan
+        # applies to them at once); only those of consumers and routes now gone are dropped.
+        app[RATE_LIMITER_KEY].local.forget_all_but(
+            {c.name for c in settings.consumers} | {r.prefix for r in settings.routes}
+        )
         app[HEALTH_CHECKS_KEY].restart(app[SESSION_KEY], state)
         log.info(
             "config reloaded from %s: %d routes, %d consumers",
@@ -68,7 +79,7 @@ class Reloader:
         )
         fixed = [
             name
-            for name in ("pool", "limits", "shutdown", "access_log")
+            for name in ("pool", "limits", "shutdown", "access_log", "rate_limits")
             if getattr(settings, name) != getattr(current, name)
         ]
         if fixed:

@@ -32,8 +32,10 @@ class ProblemError(Exception):
         title: str | None = None,
         extra: Mapping[str, object] | None = None,
         close: bool = False,
+        problem_type: str = "about:blank",
     ) -> None:
         super().__init__(detail)
+        self.problem_type = problem_type  # RFC 9457 "type": a URI naming the kind of problem
         self.close = close  # the connection cannot be reused (e.g. an unread body is left)
         self.status = status
         self.detail = detail
@@ -57,9 +59,10 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     title: str | None = None,
     extra: Mapping[str, object] | None = None,
+    problem_type: str = "about:blank",
 ) -> web.Response:
     body: dict[str, object] = {
-        "type": "about:blank",
+        "type": problem_type,
         "title": title or _phrase(status),
         "status": status,
         "detail": detail,
@@ -85,6 +88,7 @@ def render_error(error: ProblemError, request_id: str) -> web.Response:
         headers=error.headers,
         title=error.title,
         extra=error.extra,
+        problem_type=error.problem_type,
     )
     if error.close:
         response.force_close()

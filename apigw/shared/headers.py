@@ -16,6 +16,8 @@ from multidict import CIMultiDict, CIMultiDictProxy, istr
 API_KEY_HEADER = istr("x-api-key")
 GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
 CONSUMER_HEADER = istr("x-consumer-name")
+# The consumer's plan, for backends that vary what they do by plan.
+PLAN_HEADER = istr("x-consumer-plan")
 REQUEST_ID_HEADER = istr("x-request-id")
 # What every response names as its Server (aiohttp's default names Python's and its version).
 DEFAULT_SERVER_HEADER = "apigw"
@@ -43,6 +45,7 @@ _DROP_FROM_CLIENT = (
     API_KEY_HEADER,
     GATEWAY_SECRET_HEADER,
     CONSUMER_HEADER,
+    PLAN_HEADER,
     REQUEST_ID_HEADER,
     hdrs.X_FORWARDED_FOR,
     hdrs.X_FORWARDED_HOST,
@@ -78,6 +81,7 @@ def upstream_request_headers(
     request_id: str,
     client_ip: str | None,
     scheme: str,
+    plan: str | None = None,
 ) -> CIMultiDict[str]:
     headers = CIMultiDict(incoming)
     if hdrs.CONNECTION in incoming:
@@ -93,6 +97,8 @@ def upstream_request_headers(
         headers[hdrs.X_FORWARDED_HOST] = host
     headers[REQUEST_ID_HEADER] = request_id
     headers[CONSUMER_HEADER] = consumer
+    if plan is not None:
+        headers[PLAN_HEADER] = plan
     headers[GATEWAY_SECRET_HEADER] = secret
     return headers
 
