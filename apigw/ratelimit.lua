@@ -97,7 +97,7 @@ for i = 1, n do
     else
       kept[i] = {left, ends - now, 0}
       charged[i] = {left - cost, ends - now, 0}
-      writes[i] = {id .. ':' .. (used + cost), 'PXAT', ends}
+      writes[i] = {id .. ':' .. (used + cost), 'PX', math.max(1, math.ceil(ends - now))}
     end
   end
 end
