@@ -27,6 +27,9 @@ from apigw.shared.errors import ProblemError
 log = logging.getLogger("apigw.ratelimit")
 # What a store failure looks like from redis-py: its own errors, and socket-level ones.
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
+# Consecutive failures that open the breaker: one slow answer on a busy host is not an outage
+# (that request alone gets on_store_error), three in a row are.
+FAILURES_TO_OPEN = 3
 
 
 class RateLimiter:
@@ -34,6 +37,7 @@ class RateLimiter:
 
     __slots__ = (
         "_clock",
+        "_failures",
         "_probing",
         "_retry_at",
         "available",
@@ -56,6 +60,7 @@ class RateLimiter:
         self.available = True
         self._retry_at = 0.0
         self._probing = False
+        self._failures = 0
         self.where = _describe(settings.redis_url)
 
     async def admit(self, consumer: str, policies: PolicySet) -> tuple[str, str] | None:
@@ -68,8 +73,12 @@ class RateLimiter:
             try:
                 reply = await store.run(consumer, policies.exact)
             except STORE_ERRORS as exc:
-                self._failed(exc)
+                if self._failed(exc):
+                    # Connections from before the outage would each fail once after it:
+                    # drop them all now, so Redis's return is clean.
+                    await store.reset()
             else:
+                self._failures = 0
                 if not self.available:
                     self._recovered()
                 return store.decide(reply, policies.exact, self._clock())
@@ -82,18 +91,26 @@ class RateLimiter:
         self._probing = True
         return True
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException) -> bool:
+        """Count a failure; True when it opens the breaker."""
         self._probing = False
+        self._failures += 1
+        if not self.available:
+            # A failed probe: the next one after another interval.
+            self._retry_at = time.monotonic() + self.retry_interval
+            return False
+        if self._failures < FAILURES_TO_OPEN:
+            return False
+        self.available = False
         self._retry_at = time.monotonic() + self.retry_interval
-        if self.available:
-            self.available = False
-            # The error's type only: its text could hold the URL, password included.
-            log.warning(
-                "rate-limit store %s unreachable (%s): on_store_error=%s until it answers",
-                self.where,
-                type(exc).__name__,
-                self.on_store_error,
-            )
+        # The error's type only: its text could hold the URL, password included.
+        log.warning(
+            "rate-limit store %s unreachable (%s): on_store_error=%s until it answers",
+            self.where,
+            type(exc).__name__,
+            self.on_store_error,
+        )
+        return True
 
     def _recovered(self) -> None:
         self._probing = False

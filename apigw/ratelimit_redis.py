@@ -30,17 +30,25 @@ def make_client(settings: RateLimitSettings) -> redis.asyncio.Redis:
         socket_connect_timeout=settings.redis_timeout,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
+        # No CLIENT SETINFO round trips on each new connection.
+        lib_name=None,
+        lib_version=None,
     )
     # from_pool: closing the client closes its pool too.
     return redis.asyncio.Redis.from_pool(pool)
 
 
 class RedisStore:
-    __slots__ = ("_prefix", "_script")
+    __slots__ = ("_client", "_prefix", "_script")
 
     def __init__(self, client: redis.asyncio.Redis, key_prefix: str) -> None:
+        self._client = client
         self._prefix = key_prefix
         self._script = client.register_script(SCRIPT)
+
+    async def reset(self) -> None:
+        """Close every pooled connection; new ones are made on the next calls."""
+        await self._client.connection_pool.disconnect()
 
     def keys_and_args(self, consumer: str, limits: Limits) -> tuple[list[str], list[str | int]]:
         prefix = self._prefix
