@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import hdrs, web
-from redis.exceptions import RedisError
 
 from apigw.config.plans import RateLimitSettings
 from apigw.policies import REDUCED_CAPACITY, PolicySet
@@ -25,8 +24,9 @@ from apigw.shared.appkeys import RATE_LIMITER_KEY, SETTINGS_KEY
 from apigw.shared.errors import ProblemError
 
 log = logging.getLogger("apigw.ratelimit")
-# What a store failure looks like from redis-py: its own errors, and socket-level ones.
-STORE_ERRORS = (RedisError, OSError, TimeoutError)
+# What a store failure looks like: redis-py's errors (connection, timeout, script), socket
+# errors, and anything else the client raises: a library surprise must not become a 500.
+STORE_ERRORS = Exception
 # Consecutive failures that open the breaker: one slow answer on a busy host is not an outage
 # (that request alone gets on_store_error), three in a row are.
 FAILURES_TO_OPEN = 3

@@ -30,9 +30,8 @@ def make_client(settings: RateLimitSettings) -> redis.asyncio.Redis:
         socket_connect_timeout=settings.redis_timeout,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
-        # No CLIENT SETINFO round trips on each new connection.
-        lib_name=None,
-        lib_version=None,
+        # Pipelined CLIENT SETINFO is pointless here: None disables it.
+        driver_info=None,
     )
     # from_pool: closing the client closes its pool too.
     return redis.asyncio.Redis.from_pool(pool)

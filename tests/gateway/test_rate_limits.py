@@ -3,17 +3,21 @@ Structured Fields, the plan sent to the backend, rotation and reload keeping the
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import http_sf
+import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from apigw.config import load_gateway_settings
 from apigw.config.consumers import digest_of
-from apigw.policies import QUOTA_EXCEEDED
+from apigw.policies import QUOTA_EXCEEDED, REDUCED_CAPACITY
 from apigw.shared.appkeys import RELOADER_KEY
 from tests.conftest import (
     DEMO_KEY,
@@ -236,8 +240,6 @@ async def test_a_reload_keeps_the_counters_and_a_changed_plan_applies_at_once(
 async def test_divide_by_workers_gives_each_worker_its_share(
     make_gateway: GatewayFactory, echo_upstream: EchoUpstream
 ) -> None:
-    from dataclasses import replace
-
     settings = settings_for(
         echo_upstream,
         plans={"free": {"rate": {"limit": 10, "per": "1s", "burst": 10}}},
@@ -249,3 +251,47 @@ async def test_divide_by_workers_gives_each_worker_its_share(
     assert sf_list(resp.headers["RateLimit-Policy"]) == [("burst", {"q": 2, "w": 1})]
     assert (await gateway.get("/users/1", headers={"x-api-key": DEMO_KEY})).status == 200
     await problem(await gateway.get("/users/1", headers={"x-api-key": DEMO_KEY}), 429)
+
+
+async def test_a_redis_that_never_answers_costs_one_short_timeout_and_never_a_500(
+    make_gateway: GatewayFactory,
+    echo_upstream: EchoUpstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A black hole (accepts, never replies): each call gives up after redis_timeout, the
+    breaker opens, `deny` answers 503; the password in the URL appears nowhere."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    password = "black-hole-password-42"
+    settings = settings_for(echo_upstream)
+    limits = replace(
+        settings.rate_limits,
+        store="redis",
+        redis_url=f"redis://:{password}@127.0.0.1:{port}/0",
+        on_store_error="deny",
+        redis_timeout=0.05,
+    )
+    try:
+        gateway = await make_gateway(replace(settings, rate_limits=limits))
+        for _ in range(6):
+            started = time.monotonic()
+            resp = await gateway.get("/users/1", headers={"x-api-key": DEMO_KEY})
+            assert time.monotonic() - started < 1.0
+            body = await problem(resp, 503)
+            assert body["type"] == REDUCED_CAPACITY
+            assert int(resp.headers["Retry-After"]) >= 1
+    finally:
+        hole.close()
+        for writer in accepted:
+            writer.close()
+        await hole.wait_closed()
+    assert echo_upstream.seen == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "apigw.ratelimit"]
+    assert len(lines) == 1
+    assert "unreachable (TimeoutError)" in lines[0]
+    assert password not in caplog.text
