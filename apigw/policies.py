@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import hdrs
-from multidict import istr
 
 from apigw.config.plans import Plan, Rate
 from apigw.config.routes import Route
 from apigw.shared.errors import ProblemError
+from apigw.shared.headers import RATELIMIT_HEADER, RATELIMIT_POLICY_HEADER
 
-RATELIMIT_HEADER = istr("RateLimit")
-RATELIMIT_POLICY_HEADER = istr("RateLimit-Policy")
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 REDUCED_CAPACITY = "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity"
 
@@ -151,13 +149,18 @@ def limit_field(name: str, remaining: int, wait: float) -> str:
 
 
 def too_many_requests(
-    violated: list[str], retry_after: float, headers: Mapping[str, str]
+    violated: list[str], retry_after: float, fields: tuple[str, str]
 ) -> ProblemError:
+    """The 429: `fields` are RateLimit-Policy and RateLimit as they stand (nothing charged)."""
     seconds = max(1, math.ceil(retry_after - 1e-9))
     return ProblemError(
         429,
         f"Rate limit exceeded ({', '.join(violated)}); retry in {seconds} s.",
-        headers={**headers, hdrs.RETRY_AFTER: str(seconds)},
+        headers={
+            RATELIMIT_POLICY_HEADER: fields[0],
+            RATELIMIT_HEADER: fields[1],
+            hdrs.RETRY_AFTER: str(seconds),
+        },
         problem_type=QUOTA_EXCEEDED,
         title="Quota exceeded",
         extra={"violated-policies": violated},

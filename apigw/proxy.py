@@ -13,14 +13,22 @@ from yarl import URL
 
 from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
-from apigw.config.consumers import Consumer
-from apigw.policies import RATELIMIT_HEADER, RATELIMIT_POLICY_HEADER, policy_sets
+from apigw.policies import policy_sets
 from apigw.ratelimit import RateLimiter
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_target
-from apigw.shared.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
+from apigw.shared.appkeys import (
+    CONSUMER_KEY,
+    PROXY_KEY,
+    RATE_FIELDS_KEY,
+    REQUEST_ID_KEY,
+    SESSION_KEY,
+    SETTINGS_KEY,
+)
 from apigw.shared.errors import ProblemError, abort_connection, problem_response
 from apigw.shared.headers import (
+    RATELIMIT_HEADER,
+    RATELIMIT_POLICY_HEADER,
     REQUEST_ID_HEADER,
     downstream_response_headers,
     request_id_from,
@@ -108,32 +116,17 @@ class Proxy:
             # Before any limit is charged: a refused route costs the consumer nothing.
             raise ProblemError(403, "This API key may not call this route.")
         policies = state.policies[pool.route.prefix][consumer.plan]
-        if policies is None:
-            return await self._forward(request, state, pool, consumer, None)
-        limiter = self.limiter
-        fields: tuple[str, str] | None
-        if limiter.is_local:
-            # No round trip, so no await: the cheapest path for the default store.
-            fields = limiter.local.admit(consumer.name, policies.local)
-        else:
-            fields = await limiter.admit(consumer.name, policies)
-        try:
-            return await self._forward(request, state, pool, consumer, fields)
-        except ProblemError as exc:
-            # A 413, 502, 503 or 504 after the request was counted tells the count too.
+        fields = None
+        if policies is not None:
+            limiter = self.limiter
+            if limiter.is_local:
+                # No round trip, so no await: the cheapest path for the default store.
+                fields = limiter.local.admit(consumer.name, policies.local)
+            else:
+                fields = await limiter.admit(consumer.name, policies)
             if fields is not None:
-                exc.headers[RATELIMIT_POLICY_HEADER] = fields[0]
-                exc.headers[RATELIMIT_HEADER] = fields[1]
-            raise
-
-    async def _forward(
-        self,
-        request: web.Request,
-        state: ProxyState,
-        pool: UpstreamPool,
-        consumer: Consumer,
-        fields: tuple[str, str] | None,
-    ) -> web.StreamResponse:
+                # error_middleware adds them to a 413, 502, 503 or 504 that follows.
+                request[RATE_FIELDS_KEY] = fields
         request_id = request[REQUEST_ID_KEY]
         headers = upstream_request_headers(
             request.headers,

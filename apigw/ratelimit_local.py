@@ -80,10 +80,7 @@ class LocalStore:
                 best_name, best_r, best_wait = policy.name, remaining, wait
         if violated:
             # Nothing was charged; what the 429 reports is the state as it stands.
-            fields = {
-                "RateLimit-Policy": limits.policy_field(now),
-                "RateLimit": self._standing(consumer, limits, now),
-            }
+            fields = (limits.policy_field(now), self._standing(consumer, limits, now))
             raise too_many_requests(violated, retry, fields)
         for slot, first, second in writes:
             if len(slot) == 1:

@@ -91,6 +91,6 @@ class RedisStore:
             raise too_many_requests(
                 violated,
                 retry / 1000,
-                {"RateLimit-Policy": limits.policy_field(now), "RateLimit": field},
+                (limits.policy_field(now), field),
             )
         return limits.policy_field(now), field

@@ -18,6 +18,9 @@ GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
 CONSUMER_HEADER = istr("x-consumer-name")
 # The consumer's plan, for backends that vary what they do by plan.
 PLAN_HEADER = istr("x-consumer-plan")
+# draft-ietf-httpapi-ratelimit-headers-10: Structured Field Lists.
+RATELIMIT_HEADER = istr("RateLimit")
+RATELIMIT_POLICY_HEADER = istr("RateLimit-Policy")
 REQUEST_ID_HEADER = istr("x-request-id")
 # What every response names as its Server (aiohttp's default names Python's and its version).
 DEFAULT_SERVER_HEADER = "apigw"
