@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import hdrs
@@ -40,6 +40,14 @@ class Policy:
     limit: int = 0
     period: str = ""
     scope: str = ""
+    # Derived once, read on every request: burst x interval (GCRA), and the length of a
+    # minute, hour or day period in seconds (0 for a month, whose length varies).
+    tolerance: float = field(init=False, repr=False, compare=False)
+    span: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tolerance", self.burst * self.interval)
+        object.__setattr__(self, "span", _SPANS.get(self.period, 0))
 
     def divided(self, workers: int) -> Policy:
         """This worker's share when each of `workers` processes counts alone: never more in

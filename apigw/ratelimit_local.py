@@ -31,11 +31,12 @@ class LocalStore:
     def admit(self, consumer: str, limits: Limits) -> tuple[str, str]:
         """Charge one request, or raise the 429 without charging anything.
 
-        Returns the `RateLimit-Policy` and `RateLimit` fields of the response."""
+        Returns the `RateLimit-Policy` and `RateLimit` fields of the response. On every
+        request of a limited consumer: kept to plain arithmetic and dict lookups."""
         now = self._clock()
         state = self._state
         writes: list[tuple[list[float], float, float]] = []
-        violated: list[str] = []
+        violated: list[str] | None = None
         retry = 0.0
         best_name, best_r, best_wait = "", -1, 0.0
         for policy in limits.policies:
@@ -45,32 +46,32 @@ class LocalStore:
                 slots = state[subject] = {}
             slot = slots.get(policy.name)
             if policy.kind == GCRA:
-                interval, burst = policy.interval, policy.burst
                 if slot is None:
                     slot = slots[policy.name] = [now]
-                tat = slot[0] if slot[0] > now else now
-                new = tat + interval
-                window = burst * interval
-                if new - now > window + _EPSILON:
-                    violated.append(policy.name)
-                    wait = new - now - window
-                    retry = max(retry, wait)
-                    remaining = 0
+                interval = policy.interval
+                # How far the theoretical arrival time runs ahead of now, this request taken.
+                ahead = max(slot[0], now) + interval - now
+                if ahead > policy.tolerance + _EPSILON:
+                    violated = [*(violated or ()), policy.name]
+                    retry = max(retry, ahead - policy.tolerance)
+                    remaining, wait = 0, 0.0
                 else:
-                    writes.append((slot, new, 0.0))
-                    remaining = int((window - (new - now) + _EPSILON) // interval)
-                    if remaining >= burst:
-                        remaining, wait = burst, 0.0
-                    else:
-                        wait = (new - now) - (burst - remaining - 1) * interval
+                    writes.append((slot, now + ahead, 0.0))
+                    remaining = int((policy.tolerance - ahead + _EPSILON) // interval)
+                    wait = ahead - (policy.burst - remaining - 1) * interval
             else:
-                ident, ends = self._calendar.period(policy.period, now)
+                span = policy.span
+                if span:
+                    ident = now // span
+                    ends = (ident + 1) * span
+                else:
+                    ident, ends = self._calendar.period(policy.period, now)
                 if slot is None:
                     slot = slots[policy.name] = [ident, 0]
                 used = slot[1] if slot[0] == ident else 0
                 wait = ends - now
-                if used + 1 > policy.limit:
-                    violated.append(policy.name)
+                if used >= policy.limit:
+                    violated = [*(violated or ()), policy.name]
                     retry = max(retry, wait)
                     remaining = 0
                 else:
@@ -83,10 +84,9 @@ class LocalStore:
             fields = (limits.policy_field(now), self._standing(consumer, limits, now))
             raise too_many_requests(violated, retry, fields)
         for slot, first, second in writes:
-            if len(slot) == 1:
-                slot[0] = first
-            else:
-                slot[0], slot[1] = first, second
+            slot[0] = first
+            if len(slot) == 2:
+                slot[1] = second
         return limits.policy_field(now), limit_field(best_name, best_r, best_wait)
 
     def _standing(self, consumer: str, limits: Limits, now: float) -> str:
