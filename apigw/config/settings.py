@@ -130,9 +130,9 @@ def parse_gateway_settings(
         prefix="/",
         upstreams=(),
         timeouts=parse_timeouts(top.get("timeouts"), "timeouts", Timeouts()),
-        max_body_bytes=byte_size(top, "max_body_bytes", "config", DEFAULT_MAX_BODY_BYTES),
-        balance=parse_balance(top, "config", "round_robin"),
-        retries=parse_retries(top, "config", 1),
+        max_body_bytes=byte_size(top, "max_body_bytes", "", DEFAULT_MAX_BODY_BYTES),
+        balance=parse_balance(top, "", "round_robin"),
+        retries=parse_retries(top, "", 1),
         health=parse_health(top.get("health"), "health", Health()),
     )
     raw_routes = top.get("routes")
