@@ -46,6 +46,7 @@ class RateLimiter:
         "on_store_error",
         "redis",
         "retry_interval",
+        "store_errors",
         "where",
     )
 
@@ -56,8 +57,10 @@ class RateLimiter:
         self.redis: RedisStore | None = None
         self.on_store_error = settings.on_store_error
         self.retry_interval = settings.retry_interval
-        # False while the Redis store cannot be reached (the breaker is open).
+        # For metrics (issue 10): False while the Redis store cannot be reached (the breaker
+        # is open), and how many calls to it failed.
         self.available = True
+        self.store_errors = 0
         self._retry_at = 0.0
         self._probing = False
         self._failures = 0
@@ -95,6 +98,7 @@ class RateLimiter:
         """Count a failure; True when it opens the breaker."""
         self._probing = False
         self._failures += 1
+        self.store_errors += 1
         if not self.available:
             # A failed probe: the next one after another interval.
             self._retry_at = time.monotonic() + self.retry_interval
