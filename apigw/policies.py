@@ -46,7 +46,8 @@ class Policy:
     span: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tolerance", self.burst * self.interval)
+        # Sums of float intervals (0.1 + 0.1 + ...) must not refuse a burst's last request.
+        object.__setattr__(self, "tolerance", self.burst * self.interval + 1e-9)
         object.__setattr__(self, "span", _SPANS.get(self.period, 0))
 
     def divided(self, workers: int) -> Policy:
@@ -109,7 +110,8 @@ class Calendar:
         """The id of the period of `kind` holding `now`, and when it ends."""
         span = _SPANS.get(kind)
         if span is not None:
-            ident = int(now // span)
+            # As LocalStore.admit computes it (the operand is positive: truncation is floor).
+            ident = int(now / span)
             return ident, float((ident + 1) * span)
         start, end, ident = self._month
         if not start <= now < end:
@@ -121,21 +123,21 @@ class Limits:
     """Policies one consumer meets on one route, in the order they are reported, with the
     `RateLimit-Policy` field they announce."""
 
-    __slots__ = ("_field", "_field_until", "names", "policies")
+    __slots__ = ("field", "field_until", "names", "policies")
 
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         self.policies = policies
         self.names = tuple(p.name for p in policies)
-        self._field = ""
-        self._field_until = -math.inf
+        # The RateLimit-Policy text, valid until `field_until` (a month's end changes its `w`).
+        self.field = ""
+        self.field_until = -math.inf
 
     def policy_field(self, now: float) -> str:
-        """Rebuilt only when a month ends (a monthly quota's `w` changes with the month)."""
-        if now >= self._field_until:
-            self._field = ", ".join(p.announced(now) for p in self.policies)
+        if now >= self.field_until:
+            self.field = ", ".join(p.announced(now) for p in self.policies)
             months = [month_bounds(now)[1] for p in self.policies if p.period == "month"]
-            self._field_until = min(months) if months else math.inf
-        return self._field
+            self.field_until = min(months) if months else math.inf
+        return self.field
 
 
 class PolicySet:

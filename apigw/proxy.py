@@ -115,7 +115,13 @@ class Proxy:
         if consumer.routes is not None and pool.route.prefix not in consumer.routes:
             # Before any limit is charged: a refused route costs the consumer nothing.
             raise ProblemError(403, "This API key may not call this route.")
-        policies = state.policies[pool.route.prefix][consumer.plan]
+        try:
+            policies = state.policies[pool.route.prefix][consumer.plan]
+        except KeyError:
+            # The key was checked against the config before a reload that removed its plan.
+            raise ProblemError(
+                401, "A valid API key is required in the x-api-key header."
+            ) from None
         fields = None
         if policies is not None:
             limiter = self.limiter

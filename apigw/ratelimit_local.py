@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
+from typing import NoReturn
 
-from apigw.policies import GCRA, Calendar, Limits, limit_field, too_many_requests
+from apigw.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
 
 # Float sums of intervals (0.1 + 0.1 + ...) must not refuse the last request of a burst.
 _EPSILON = 1e-9
@@ -31,72 +32,114 @@ class LocalStore:
     def admit(self, consumer: str, limits: Limits) -> tuple[str, str]:
         """Charge one request, or raise the 429 without charging anything.
 
-        Returns the `RateLimit-Policy` and `RateLimit` fields of the response. On every
-        request of a limited consumer: kept to plain arithmetic and dict lookups."""
+        Returns the `RateLimit-Policy` and `RateLimit` fields of the response. It runs on
+        every request of a limited consumer, so it is written for the interpreter: each
+        policy is checked and charged in one pass, and a refusal takes back what the pass
+        already charged (the rare path pays for the undo, not the common one)."""
         now = self._clock()
         state = self._state
-        writes: list[tuple[list[float], float, float]] = []
-        violated: list[str] | None = None
-        retry = 0.0
-        best_name, best_r, best_wait = "", -1, 0.0
+        mine = state.get(consumer)
+        if mine is None:
+            mine = state[consumer] = {}
+        best: Policy | None = None
+        best_r = 0
+        best_wait = 0.0
         for policy in limits.policies:
-            subject = policy.scope or consumer
-            slots = state.get(subject)
-            if slots is None:
-                slots = state[subject] = {}
+            if policy.scope:
+                slots = state.get(policy.scope)
+                if slots is None:
+                    slots = state[policy.scope] = {}
+            else:
+                slots = mine
             slot = slots.get(policy.name)
             if policy.kind == GCRA:
                 if slot is None:
                     slot = slots[policy.name] = [now]
-                interval = policy.interval
+                tat = slot[0]
                 # How far the theoretical arrival time runs ahead of now, this request taken.
-                ahead = max(slot[0], now) + interval - now
-                if ahead > policy.tolerance + _EPSILON:
-                    violated = [*(violated or ()), policy.name]
-                    retry = max(retry, ahead - policy.tolerance)
-                    remaining, wait = 0, 0.0
-                else:
-                    writes.append((slot, now + ahead, 0.0))
-                    remaining = int((policy.tolerance - ahead + _EPSILON) // interval)
-                    wait = ahead - (policy.burst - remaining - 1) * interval
+                ahead = (tat - now if tat > now else 0.0) + policy.interval
+                if ahead > policy.tolerance:
+                    self._take_back(consumer, limits, policy)
+                    self._refuse(consumer, limits, now)
+                slot[0] = now + ahead
+                # Requests still possible now (truncation is floor: the operand is >= 0).
+                remaining = int((policy.tolerance - ahead) / policy.interval)
+                if best is None or remaining <= best_r:
+                    wait = ahead - (policy.burst - remaining - 1) * policy.interval
+                    if best is None or remaining < best_r or wait > best_wait:
+                        best, best_r, best_wait = policy, remaining, wait
             else:
                 span = policy.span
+                ends: float
                 if span:
-                    ident = now // span
+                    ident = int(now / span)
                     ends = (ident + 1) * span
                 else:
                     ident, ends = self._calendar.period(policy.period, now)
                 if slot is None:
                     slot = slots[policy.name] = [ident, 0]
-                used = slot[1] if slot[0] == ident else 0
-                wait = ends - now
+                elif slot[0] != ident:
+                    slot[0], slot[1] = ident, 0
+                used = slot[1]
                 if used >= policy.limit:
-                    violated = [*(violated or ()), policy.name]
-                    retry = max(retry, wait)
-                    remaining = 0
-                else:
-                    writes.append((slot, ident, used + 1))
-                    remaining = policy.limit - int(used) - 1
-            if best_r < 0 or remaining < best_r or (remaining == best_r and wait > best_wait):
-                best_name, best_r, best_wait = policy.name, remaining, wait
-        if violated:
-            # Nothing was charged; what the 429 reports is the state as it stands.
-            fields = (limits.policy_field(now), self._standing(consumer, limits, now))
-            raise too_many_requests(violated, retry, fields)
-        for slot, first, second in writes:
-            slot[0] = first
-            if len(slot) == 2:
-                slot[1] = second
-        return limits.policy_field(now), limit_field(best_name, best_r, best_wait)
+                    self._take_back(consumer, limits, policy)
+                    self._refuse(consumer, limits, now)
+                slot[1] = used + 1
+                remaining = policy.limit - int(used) - 1
+                if best is None or remaining <= best_r:
+                    wait = ends - now
+                    if best is None or remaining < best_r or wait > best_wait:
+                        best, best_r, best_wait = policy, remaining, wait
+        assert best is not None  # a Limits holds at least one policy
+        field = limits.field if now < limits.field_until else limits.policy_field(now)
+        # Whole seconds, rounded up.
+        seconds = int(best_wait)
+        if seconds < best_wait - _EPSILON:
+            seconds += 1
+        return field, f'"{best.name}";r={best_r};t={seconds}'
+
+    def _take_back(self, consumer: str, limits: Limits, refused: Policy) -> None:
+        """Undo what admit charged for the policies before `refused`: a GCRA's arrival time
+        goes back one interval (any time not after now means the same), a count down one."""
+        for policy in limits.policies:
+            if policy is refused:
+                return
+            slot = self._state[policy.scope or consumer][policy.name]
+            if policy.kind == GCRA:
+                slot[0] -= policy.interval
+            else:
+                slot[1] -= 1
+
+    def _refuse(self, consumer: str, limits: Limits, now: float) -> NoReturn:
+        """The 429, naming every policy the request violates, with the wait until all of them
+        admit it; the counters are as they were before the request."""
+        violated: list[str] = []
+        retry = 0.0
+        for policy in limits.policies:
+            slot = self._state.get(policy.scope or consumer, {}).get(policy.name)
+            if policy.kind == GCRA:
+                tat = slot[0] if slot is not None else now
+                ahead = (tat - now if tat > now else 0.0) + policy.interval
+                if ahead > policy.tolerance:
+                    violated.append(policy.name)
+                    retry = max(retry, ahead - policy.tolerance)
+            else:
+                ident, ends = self._calendar.period(policy.period, now)
+                used = slot[1] if slot is not None and slot[0] == ident else 0
+                if used >= policy.limit:
+                    violated.append(policy.name)
+                    retry = max(retry, ends - now)
+        fields = (limits.policy_field(now), self._standing(consumer, limits, now))
+        raise too_many_requests(violated, retry, fields)
 
     def _standing(self, consumer: str, limits: Limits, now: float) -> str:
         """`RateLimit` without charging: the policy with the fewest requests left."""
         best_name, best_r, best_wait = "", -1, 0.0
         for policy in limits.policies:
-            slot = self._state[policy.scope or consumer][policy.name]
+            slot = self._state.get(policy.scope or consumer, {}).get(policy.name)
             if policy.kind == GCRA:
                 interval, burst = policy.interval, policy.burst
-                ahead = max(0.0, slot[0] - now)
+                ahead = max(0.0, slot[0] - now) if slot is not None else 0.0
                 remaining = max(0, int((burst * interval - ahead + _EPSILON) // interval))
                 if remaining >= burst:
                     remaining, wait = burst, 0.0
@@ -104,7 +147,7 @@ class LocalStore:
                     wait = ahead - (burst - remaining - 1) * interval
             else:
                 ident, ends = self._calendar.period(policy.period, now)
-                used = slot[1] if slot[0] == ident else 0
+                used = slot[1] if slot is not None and slot[0] == ident else 0
                 remaining, wait = max(0, policy.limit - int(used)), ends - now
             if best_r < 0 or remaining < best_r or (remaining == best_r and wait > best_wait):
                 best_name, best_r, best_wait = policy.name, remaining, wait
