@@ -18,7 +18,6 @@ from apigw.shared.appkeys import (
     KEYRING_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
-    RATE_FIELDS_KEY,
     REQUEST_GATE_KEY,
     REQUEST_ID_KEY,
     SERVER_HEADER_KEY,
@@ -27,8 +26,6 @@ from apigw.shared.errors import ProblemError, abort_connection, problem_response
 from apigw.shared.headers import (
     API_KEY_HEADER,
     GATEWAY_SECRET_HEADER,
-    RATELIMIT_HEADER,
-    RATELIMIT_POLICY_HEADER,
     REQUEST_ID_HEADER,
     request_id_from,
 )
@@ -105,11 +102,6 @@ def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         # and where it was raised, never its text.
         log.error("unhandled error in request %s: %s", request_id, describe_exception(exc))
         response = problem_response(500, "Internal error.", request_id)
-    fields = request.get(RATE_FIELDS_KEY)
-    if fields is not None:
-        # The request was counted: its answer tells the count, whatever went wrong after.
-        response.headers[RATELIMIT_POLICY_HEADER] = fields[0]
-        response.headers[RATELIMIT_HEADER] = fields[1]
     if request.body_exists and not request.content.at_eof():
         # A refused upload is not drained for long (aiohttp would read it for up to 10 s to
         # keep the connection): the connection closes after the short lingering time.

@@ -20,7 +20,6 @@ from apigw.routing import RouteTable, check_target
 from apigw.shared.appkeys import (
     CONSUMER_KEY,
     PROXY_KEY,
-    RATE_FIELDS_KEY,
     REQUEST_ID_KEY,
     SESSION_KEY,
     SETTINGS_KEY,
@@ -130,74 +129,78 @@ class Proxy:
                 fields = limiter.local.admit(consumer.name, policies.local)
             else:
                 fields = await limiter.admit(consumer.name, policies)
-            if fields is not None:
-                # error_middleware adds them to a 413, 502, 503 or 504 that follows.
-                request[RATE_FIELDS_KEY] = fields
-        request_id = request[REQUEST_ID_KEY]
-        headers = upstream_request_headers(
-            request.headers,
-            secret=state.secret,
-            consumer=consumer.name,
-            request_id=request_id,
-            client_ip=request.remote,
-            scheme=request.scheme,
-            plan=consumer.plan,
-        )
-        # The whole-request limit is checked at every chunk both ways and before a retry;
-        # every single wait is capped by it too (make_client_timeout). No timer per request.
-        deadline = None if pool.total is None else monotonic() + pool.total
-        body = None
-        if request.body_exists:
-            route = pool.route
-            length = request.content_length
-            if length is not None:
-                if route.max_body_bytes is not None and length > route.max_body_bytes:
-                    raise ProblemError(
-                        413,
-                        f"The request body is larger than {route.max_body_bytes} bytes.",
-                        close=True,
-                    )
-                # The server framed the body by this length, so exactly this many bytes follow.
-                headers[hdrs.CONTENT_LENGTH] = str(length)
-            body = RequestBody(
-                request.content,
-                max_bytes=route.max_body_bytes,
-                idle_timeout=route.timeouts.body_idle,
-                deadline=deadline,
+        try:
+            request_id = request[REQUEST_ID_KEY]
+            headers = upstream_request_headers(
+                request.headers,
+                secret=state.secret,
+                consumer=consumer.name,
+                request_id=request_id,
+                client_ip=request.remote,
+                scheme=request.scheme,
+                plan=consumer.plan,
             )
-        # Picked last: a pick may claim a half-open trial, which every path below settles.
-        target = pool.pick()
-        if target is None:
-            raise _all_down(pool)
-        if (
-            body is not None
-            and request.version == HttpVersion11
-            and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
-        ):
-            # Only now, with the key accepted and a target found, may the client send.
+            # The whole-request limit is checked at every chunk both ways and before a retry;
+            # every single wait is capped by it too (make_client_timeout). No timer per request.
+            deadline = None if pool.total is None else monotonic() + pool.total
+            body = None
+            if request.body_exists:
+                route = pool.route
+                length = request.content_length
+                if length is not None:
+                    if route.max_body_bytes is not None and length > route.max_body_bytes:
+                        raise ProblemError(
+                            413,
+                            f"The request body is larger than {route.max_body_bytes} bytes.",
+                            close=True,
+                        )
+                    # The server framed the body by this length, so exactly this many bytes follow.
+                    headers[hdrs.CONTENT_LENGTH] = str(length)
+                body = RequestBody(
+                    request.content,
+                    max_bytes=route.max_body_bytes,
+                    idle_timeout=route.timeouts.body_idle,
+                    deadline=deadline,
+                )
+            # Picked last: a pick may claim a half-open trial, which every path below settles.
+            target = pool.pick()
+            if target is None:
+                raise _all_down(pool)
+            if (
+                body is not None
+                and request.version == HttpVersion11
+                and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+            ):
+                # Only now, with the key accepted and a target found, may the client send.
+                try:
+                    await request.writer.write(_CONTINUE)
+                except BaseException:
+                    pool.released(target)
+                    raise
+                request.writer.output_size = 0
+            target.in_flight += 1
             try:
-                await request.writer.write(_CONTINUE)
-            except BaseException:
-                pool.released(target)
-                raise
-            request.writer.output_size = 0
-        target.in_flight += 1
-        try:
-            upstream = await self._attempt(request, pool, target, headers, body)
-        except BaseException as exc:
-            target.in_flight -= 1
-            upstream, target = await self._retry(
-                request, pool, target, headers, body, deadline, exc
-            )
-        try:
-            if upstream.status >= 500 and pool.health.fail_on_5xx:
-                pool.failed(target)
-            else:
-                pool.succeeded(target)
-            return await self._relay(request, upstream, pool, target, deadline, fields)
-        finally:
-            target.in_flight -= 1
-            upstream.release()
+                upstream = await self._attempt(request, pool, target, headers, body)
+            except BaseException as exc:
+                target.in_flight -= 1
+                upstream, target = await self._retry(
+                    request, pool, target, headers, body, deadline, exc
+                )
+            try:
+                if upstream.status >= 500 and pool.health.fail_on_5xx:
+                    pool.failed(target)
+                else:
+                    pool.succeeded(target)
+                return await self._relay(request, upstream, pool, target, deadline, fields)
+            finally:
+                target.in_flight -= 1
+                upstream.release()
+        except ProblemError as exc:
+            # A 413, 502, 503 or 504 after the request was counted tells the count too.
+            if fields is not None:
+                exc.headers[RATELIMIT_POLICY_HEADER] = fields[0]
+                exc.headers[RATELIMIT_HEADER] = fields[1]
+            raise
 
     @staticmethod
     def _attempt(

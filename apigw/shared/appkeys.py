@@ -40,7 +40,5 @@ OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
-# The RateLimit-Policy and RateLimit fields of a counted request, for an error after the count.
-RATE_FIELDS_KEY: web.RequestKey[tuple[str, str]] = web.RequestKey("rate_fields")
 # The consumer whose key the request carries (its name, plan and allowed routes).
 CONSUMER_KEY: web.RequestKey[Consumer] = web.RequestKey("consumer")
