@@ -44,8 +44,10 @@ class Policy:
     # minute, hour or day period in seconds (0 for a month, whose length varies).
     tolerance: float = field(init=False, repr=False, compare=False)
     span: int = field(init=False, repr=False, compare=False)
+    is_rate: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "is_rate", self.kind == GCRA)
         # Sums of float intervals (0.1 + 0.1 + ...) must not refuse a burst's last request.
         object.__setattr__(self, "tolerance", self.burst * self.interval + 1e-9)
         object.__setattr__(self, "span", _SPANS.get(self.period, 0))

@@ -281,8 +281,7 @@ class Proxy:
         if fields is not None:
             # Added beside the upstream's own RateLimit fields, never over them: an
             # intermediary must not make a policy look more permissive (the draft, 7.2).
-            headers.add(RATELIMIT_POLICY_HEADER, fields[0])
-            headers.add(RATELIMIT_HEADER, fields[1])
+            headers.extend(((RATELIMIT_POLICY_HEADER, fields[0]), (RATELIMIT_HEADER, fields[1])))
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )

@@ -41,9 +41,8 @@ class LocalStore:
         mine = state.get(consumer)
         if mine is None:
             mine = state[consumer] = {}
-        best: Policy | None = None
-        best_r = 0
-        best_wait = 0.0
+        # The policy closest to running out: fewest requests left, then the longer wait.
+        best_name, best_r, best_wait = "", -1, 0.0
         for policy in limits.policies:
             if policy.scope:
                 slots = state.get(policy.scope)
@@ -52,7 +51,7 @@ class LocalStore:
             else:
                 slots = mine
             slot = slots.get(policy.name)
-            if policy.kind == GCRA:
+            if policy.is_rate:
                 if slot is None:
                     slot = slots[policy.name] = [now]
                 tat = slot[0]
@@ -64,10 +63,10 @@ class LocalStore:
                 slot[0] = now + ahead
                 # Requests still possible now (truncation is floor: the operand is >= 0).
                 remaining = int((policy.tolerance - ahead) / policy.interval)
-                if best is None or remaining <= best_r:
+                if best_r < 0 or remaining <= best_r:
                     wait = ahead - (policy.burst - remaining - 1) * policy.interval
-                    if best is None or remaining < best_r or wait > best_wait:
-                        best, best_r, best_wait = policy, remaining, wait
+                    if best_r < 0 or remaining < best_r or wait > best_wait:
+                        best_name, best_r, best_wait = policy.name, remaining, wait
             else:
                 span = policy.span
                 ends: float
@@ -86,17 +85,16 @@ class LocalStore:
                     self._refuse(consumer, limits, now)
                 slot[1] = used + 1
                 remaining = policy.limit - int(used) - 1
-                if best is None or remaining <= best_r:
+                if best_r < 0 or remaining <= best_r:
                     wait = ends - now
-                    if best is None or remaining < best_r or wait > best_wait:
-                        best, best_r, best_wait = policy, remaining, wait
-        assert best is not None  # a Limits holds at least one policy
+                    if best_r < 0 or remaining < best_r or wait > best_wait:
+                        best_name, best_r, best_wait = policy.name, remaining, wait
         field = limits.field if now < limits.field_until else limits.policy_field(now)
         # Whole seconds, rounded up.
         seconds = int(best_wait)
         if seconds < best_wait - _EPSILON:
             seconds += 1
-        return field, f'"{best.name}";r={best_r};t={seconds}'
+        return field, f'"{best_name}";r={best_r};t={seconds}'
 
     def _take_back(self, consumer: str, limits: Limits, refused: Policy) -> None:
         """Undo what admit charged for the policies before `refused`: a GCRA's arrival time
