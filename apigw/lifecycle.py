@@ -17,7 +17,7 @@ from aiohttp import web
 
 from apigw.config import Shutdown
 from apigw.reload import Reloader
-from apigw.shared.appkeys import LIFECYCLE_KEY, RELOADER_KEY
+from apigw.shared.appkeys import LIFECYCLE_KEY, PROXY_KEY, RELOADER_KEY, REQUEST_GATE_KEY
 
 log = logging.getLogger("apigw.lifecycle")
 
@@ -37,6 +37,13 @@ def setup_lifecycle(app: web.Application, shutdown: Shutdown) -> None:
     app[RELOADER_KEY] = Reloader(app)
 
 
+def begin_drain(app: web.Application) -> None:
+    """/readyz fails from now, and every answer closes its connection (Connection: close)."""
+    app[LIFECYCLE_KEY].draining = True
+    app[REQUEST_GATE_KEY].draining = True
+    app[PROXY_KEY].draining = True
+
+
 def install_signal_handlers(
     app: web.Application,
     stop: Callable[[], object],
@@ -51,7 +58,7 @@ def install_signal_handlers(
         if lifecycle.draining:
             stop()
             return
-        lifecycle.draining = True
+        begin_drain(app)
         delay = lifecycle.shutdown.drain_delay
         log.info("draining: /readyz fails from now; new connections stop in %gs", delay)
         loop.call_later(delay, stop)

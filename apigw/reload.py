@@ -16,6 +16,7 @@ from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.shared.appkeys import (
     HEALTH_CHECKS_KEY,
     KEYRING_KEY,
+    OBSERVER_KEY,
     PROXY_KEY,
     RATE_LIMITER_KEY,
     SESSION_KEY,
@@ -55,6 +56,7 @@ class Reloader:
                 )
             except ConfigError as exc:
                 log.error("config reload failed, keeping the running config: %s", exc)
+                self._app[OBSERVER_KEY].reloaded(False)
                 return False
             self.apply(settings)
             return True
@@ -71,6 +73,7 @@ class Reloader:
             {c.name for c in settings.consumers} | {r.prefix for r in settings.routes}
         )
         app[HEALTH_CHECKS_KEY].restart(app[SESSION_KEY], state)
+        app[OBSERVER_KEY].reloaded(True)
         log.info(
             "config reloaded from %s: %d routes, %d consumers",
             settings.source,
@@ -79,7 +82,15 @@ class Reloader:
         )
         fixed = [
             name
-            for name in ("pool", "limits", "shutdown", "access_log", "rate_limits")
+            for name in (
+                "pool",
+                "limits",
+                "shutdown",
+                "access_log",
+                "metrics",
+                "tracing",
+                "rate_limits",
+            )
             if getattr(settings, name) != getattr(current, name)
         ]
         if fixed:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from apigw.config import GatewaySettings
     from apigw.config.consumers import Consumer
+    from apigw.exchange import Exchange, Observer
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
@@ -31,6 +32,8 @@ LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 RATE_LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+# Metrics, access log and span export of this worker (apigw.exchange).
+OBSERVER_KEY: web.AppKey[Observer] = web.AppKey("observer")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # A service's SQLite connection (apigw.services.storage).
@@ -42,3 +45,5 @@ OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
 # The consumer whose key the request carries (its name, plan and allowed routes).
 CONSUMER_KEY: web.RequestKey[Consumer] = web.RequestKey("consumer")
+# What the gateway records of a request: trace context, route, upstream side, timing.
+EXCHANGE_KEY: web.RequestKey[Exchange] = web.RequestKey("exchange")

@@ -33,9 +33,13 @@ class ProblemError(Exception):
         extra: Mapping[str, object] | None = None,
         close: bool = False,
         problem_type: str = "about:blank",
+        reason: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.problem_type = problem_type  # RFC 9457 "type": a URI naming the kind of problem
+        # Why the gateway answered itself, as the access log and the metrics name it (a small
+        # fixed vocabulary, see apigw/exchange.py); None: derived from the status.
+        self.reason = reason
         self.close = close  # the connection cannot be reused (e.g. an unread body is left)
         self.status = status
         self.detail = detail
@@ -60,6 +64,7 @@ def problem_response(
     title: str | None = None,
     extra: Mapping[str, object] | None = None,
     problem_type: str = "about:blank",
+    trace_id: str | None = None,
 ) -> web.Response:
     body: dict[str, object] = {
         "type": problem_type,
@@ -68,6 +73,8 @@ def problem_response(
         "detail": detail,
         "request_id": request_id,
     }
+    if trace_id is not None:
+        body["trace_id"] = trace_id
     if extra:
         body.update(extra)
     response = web.Response(
@@ -80,7 +87,7 @@ def problem_response(
     return response
 
 
-def render_error(error: ProblemError, request_id: str) -> web.Response:
+def render_error(error: ProblemError, request_id: str, trace_id: str | None = None) -> web.Response:
     response = problem_response(
         error.status,
         error.detail,
@@ -89,6 +96,7 @@ def render_error(error: ProblemError, request_id: str) -> web.Response:
         title=error.title,
         extra=error.extra,
         problem_type=error.problem_type,
+        trace_id=trace_id,
     )
     if error.close:
         response.force_close()

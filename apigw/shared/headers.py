@@ -22,6 +22,9 @@ PLAN_HEADER = istr("x-consumer-plan")
 RATELIMIT_HEADER = istr("RateLimit")
 RATELIMIT_POLICY_HEADER = istr("RateLimit-Policy")
 REQUEST_ID_HEADER = istr("x-request-id")
+# W3C Trace Context: the gateway continues or starts the trace and sets its own (tracecontext.py).
+TRACEPARENT_HEADER = istr("traceparent")
+TRACESTATE_HEADER = istr("tracestate")
 # What every response names as its Server (aiohttp's default names Python's and its version).
 DEFAULT_SERVER_HEADER = "apigw"
 
@@ -50,6 +53,8 @@ _DROP_FROM_CLIENT = (
     CONSUMER_HEADER,
     PLAN_HEADER,
     REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
     hdrs.X_FORWARDED_FOR,
     hdrs.X_FORWARDED_HOST,
     hdrs.X_FORWARDED_PROTO,
@@ -85,6 +90,8 @@ def upstream_request_headers(
     client_ip: str | None,
     scheme: str,
     plan: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> CIMultiDict[str]:
     headers = CIMultiDict(incoming)
     if hdrs.CONNECTION in incoming:
@@ -103,6 +110,10 @@ def upstream_request_headers(
     if plan is not None:
         headers[PLAN_HEADER] = plan
     headers[GATEWAY_SECRET_HEADER] = secret
+    if traceparent is not None:
+        headers[TRACEPARENT_HEADER] = traceparent
+        if tracestate is not None:
+            headers[TRACESTATE_HEADER] = tracestate
     return headers
 
 

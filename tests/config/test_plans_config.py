@@ -15,7 +15,7 @@ from apigw.config.consumers import DEMO_KEY_DIGEST
 from apigw.config.plans import Quota, Rate
 from apigw.keys import Keyring
 from apigw.keys import main as keys_main
-from tests.conftest import DEMO_KEY
+from tests.support import DEMO_KEY
 
 DEMO_DIGEST = DEMO_KEY_DIGEST.hex()
 OTHER_DIGEST = hashlib.sha256(b"gw_other").hexdigest()

@@ -19,15 +19,9 @@ from apigw.config import load_gateway_settings
 from apigw.config.consumers import digest_of
 from apigw.policies import QUOTA_EXCEEDED, REDUCED_CAPACITY
 from apigw.shared.appkeys import RELOADER_KEY
-from tests.conftest import (
-    DEMO_KEY,
-    OTHER_KEY,
-    TEST_SECRET,
-    EchoUpstream,
-    GatewayFactory,
-    make_settings,
-    problem,
-)
+from tests.support import DEMO_KEY, OTHER_KEY, TEST_SECRET
+from tests.support.apps import GatewayFactory, make_settings, problem
+from tests.support.upstream import Upstream
 
 ROTATED_KEY = "gw_rotated-key-of-demo-0123456789"
 FREE = {
@@ -44,7 +38,7 @@ def consumers(demo: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 
 def settings_for(
-    echo: EchoUpstream,
+    echo: Upstream,
     *,
     demo: dict[str, Any] | None = None,
     plans: dict[str, Any] | None = None,
@@ -76,7 +70,7 @@ def sf_list(value: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def test_over_the_rate_is_429_quota_exceeded_and_nothing_reaches_the_upstream(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     gateway = await make_gateway(settings_for(echo_upstream))
     for _ in range(2):
@@ -92,7 +86,7 @@ async def test_over_the_rate_is_429_quota_exceeded_and_nothing_reaches_the_upstr
 
 
 async def test_every_answer_to_a_limited_consumer_carries_the_fields_as_structured_fields(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     gateway = await make_gateway(settings_for(echo_upstream))
     resp = await gateway.get("/users/1", headers={"x-api-key": DEMO_KEY})
@@ -143,7 +137,7 @@ async def test_the_upstreams_own_ratelimit_fields_are_kept_beside_the_gateways(
 
 
 async def test_a_route_outside_the_allow_list_is_403_and_charges_nothing(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     gateway = await make_gateway(settings_for(echo_upstream, demo={"routes": ["/users"]}))
     for _ in range(3):
@@ -158,7 +152,7 @@ async def test_a_route_outside_the_allow_list_is_403_and_charges_nothing(
 
 
 async def test_the_backend_learns_the_plan_and_a_client_cannot_forge_it(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     gateway = await make_gateway(settings_for(echo_upstream, plans={"free": {}}))
     resp = await gateway.get(
@@ -175,7 +169,7 @@ async def test_the_backend_learns_the_plan_and_a_client_cannot_forge_it(
 
 
 async def test_a_route_rate_is_shared_by_every_consumer_of_the_route(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     settings = settings_for(
         echo_upstream,
@@ -192,7 +186,7 @@ async def test_a_route_rate_is_shared_by_every_consumer_of_the_route(
 
 
 async def test_key_rotation_keeps_one_set_of_counters(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     keys = [digest_of(k.encode()).hex() for k in (DEMO_KEY, ROTATED_KEY)]
     demo = {"keys_sha256": keys}
@@ -212,7 +206,7 @@ async def test_key_rotation_keeps_one_set_of_counters(
 
 
 async def test_a_reload_keeps_the_counters_and_a_changed_plan_applies_at_once(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream, tmp_path: Path
+    make_gateway: GatewayFactory, echo_upstream: Upstream, tmp_path: Path
 ) -> None:
     def write(burst: int) -> Path:
         document = {
@@ -238,7 +232,7 @@ async def test_a_reload_keeps_the_counters_and_a_changed_plan_applies_at_once(
 
 
 async def test_divide_by_workers_gives_each_worker_its_share(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     settings = settings_for(
         echo_upstream,
@@ -255,7 +249,7 @@ async def test_divide_by_workers_gives_each_worker_its_share(
 
 async def test_a_redis_that_never_answers_costs_one_short_timeout_and_never_a_500(
     make_gateway: GatewayFactory,
-    echo_upstream: EchoUpstream,
+    echo_upstream: Upstream,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A black hole (accepts, never replies): each call gives up after redis_timeout, the

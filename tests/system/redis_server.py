@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 

@@ -9,7 +9,7 @@ import hashlib
 import itertools
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,14 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
-import yaml
 
 from apigw.policies import REDUCED_CAPACITY
-from tests.conftest import EchoUpstream, free_port
-from tests.procs import ROOT, Proc, python_script
+from tests.support import free_port
+from tests.support.processes import Proc, System
+from tests.support.upstream import Upstream
+from tests.support.wait import eventually
 from tests.system.redis_server import RedisServer
 
-SECRET = "system-rate-limit-secret-0123456789"
 KEYS = {"alice": "gw_alice-key-0123456789abcdef", "bob": "gw_bob-key-0123456789abcdef01"}
 # Warms every worker up (Redis connections, script loaded) before a measured flood.
 WARM_KEY = "gw_carol-key-0123456789abcdef"
@@ -32,10 +32,8 @@ WARM_KEY = "gw_carol-key-0123456789abcdef"
 LIMIT, BURST = 10, 10
 
 
-def write_config(
-    path: Path, upstream: str, store: str, redis_url: str, on_error: str = "local"
-) -> Path:
-    document = {
+def document(upstream: str, store: str, redis_url: str, on_error: str = "local") -> dict[str, Any]:
+    return {
         "routes": [{"prefix": "/users", "upstreams": [upstream]}],
         "plans": {
             "free": {
@@ -60,30 +58,16 @@ def write_config(
         },
         "shutdown": {"drain_delay": 0, "grace": 2},
     }
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return path
 
 
-def gunicorn(port: int, config: Path, log_dir: Path, name: str) -> Proc:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "gateway:create_app",
-        "-c",
-        str(ROOT / "gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-    ]
-    env = {"GATEWAY_CONFIG": str(config), "GATEWAY_SECRET": SECRET}
-    return Proc(name, command, port, env, log_dir)
-
-
-def single(port: int, config: Path, log_dir: Path) -> Proc:
-    command = python_script("gateway.py", "--port", str(port), "--config", str(config))
-    return Proc("gateway", command, port, {"GATEWAY_SECRET": SECRET}, log_dir)
+def gunicorn(system: System, name: str) -> Proc:
+    """One gateway instance: gunicorn with 2 workers, on the config the system wrote."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "gateway:create_app", "-c", "gunicorn.conf.py"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--no-control-socket"]
+    proc = system.spawn(name, argv, port)
+    proc.workers = 2
+    return proc
 
 
 @dataclass
@@ -118,14 +102,14 @@ async def flood(
 
     async def sender(name: str, start: int) -> None:
         outcome = outcomes[name]
-        for url in itertools.islice(itertools.cycle(urls), start, None):
+        for base in itertools.islice(itertools.cycle(urls), start, None):
             sent = time.monotonic()
             if sent >= deadline:
                 return
             if not outcome.first:
                 outcome.first = sent
             outcome.last = sent
-            async with http.get(url + "/users/1", headers={"x-api-key": KEYS[name]}) as resp:
+            async with http.get(base + "/users/1", headers={"x-api-key": KEYS[name]}) as resp:
                 body = await resp.read()
                 outcome.statuses.append(resp.status)
                 if keep:
@@ -149,15 +133,6 @@ async def warm_up(http: aiohttp.ClientSession, urls: list[str]) -> None:
         assert set(statuses) <= {200, 429}
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
@@ -175,30 +150,23 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
-
-
 async def test_redis_store_is_exact_across_two_instances_of_two_gunicorn_workers(
-    tmp_path: Path,
+    system: System,
     redis_server: RedisServer,
-    echo_upstream: EchoUpstream,
+    echo_upstream: Upstream,
     http: aiohttp.ClientSession,
 ) -> None:
-    config = write_config(tmp_path / "gw.yaml", echo_upstream.url, "redis", redis_server.url)
-    ports = [free_port(), free_port()]
-    procs = [gunicorn(port, config, tmp_path, f"gunicorn-{i}") for i, port in enumerate(ports)]
-    try:
-        for proc in procs:
-            proc.wait_listening()
-        await warm_up(http, [url(p) for p in ports])
-        outcomes = await flood(http, [url(p) for p in ports], seconds=5.0)
-        for proc in procs:
-            pid = proc.popen.pid
-            assert len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()) == 2
-    finally:
-        for proc in procs:
-            proc.stop()
+    system.write_config(document(echo_upstream.url, "redis", redis_server.url))
+    procs = [gunicorn(system, f"gunicorn-{i}") for i in range(2)]
+    for proc in procs:
+        await proc.ready()
+    urls = [proc.url for proc in procs]
+    await warm_up(http, urls)
+    outcomes = await flood(http, urls, seconds=5.0)
+    for proc in procs:
+        pid = proc.popen.pid
+        assert len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()) == 2
+    system.stop()
     for name, outcome in outcomes.items():
         assert set(outcome.statuses) == {200, 429}, name
         # Far above the limit: at least 20 times more requests than admitted.
@@ -211,17 +179,12 @@ async def test_redis_store_is_exact_across_two_instances_of_two_gunicorn_workers
 
 
 async def test_local_store_in_one_process_is_exact(
-    tmp_path: Path, echo_upstream: EchoUpstream, http: aiohttp.ClientSession
+    system: System, echo_upstream: Upstream, http: aiohttp.ClientSession
 ) -> None:
-    config = write_config(tmp_path / "gw.yaml", echo_upstream.url, "local", "redis://127.0.0.1:1/0")
-    port = free_port()
-    proc = single(port, config, tmp_path)
-    try:
-        proc.wait_listening()
-        await warm_up(http, [url(port)])
-        outcomes = await flood(http, [url(port)], seconds=5.0)
-    finally:
-        proc.stop()
+    proc = system.gateway(document(echo_upstream.url, "local", "redis://127.0.0.1:1/0"))
+    await proc.ready()
+    await warm_up(http, [proc.url])
+    outcomes = await flood(http, [proc.url], seconds=5.0)
     for name, outcome in outcomes.items():
         assert set(outcome.statuses) == {200, 429}, name
         assert abs(outcome.admitted - outcome.expected()) <= 1, (name, outcome.admitted)
@@ -229,34 +192,29 @@ async def test_local_store_in_one_process_is_exact(
 
 @pytest.mark.parametrize("on_error", ["local", "allow", "deny"])
 async def test_redis_killed_mid_load_then_restarted(
-    tmp_path: Path,
+    system: System,
     redis_server: RedisServer,
-    echo_upstream: EchoUpstream,
+    echo_upstream: Upstream,
     http: aiohttp.ClientSession,
     on_error: str,
 ) -> None:
-    config = write_config(
-        tmp_path / "gw.yaml", echo_upstream.url, "redis", redis_server.url, on_error
-    )
-    port = free_port()
-    proc = single(port, config, tmp_path)
-    try:
-        proc.wait_listening()
-        await warm_up(http, [url(port)])
-        before = await flood(http, [url(port)], seconds=1.5)
-        redis_server.kill()
-        during = await flood(http, [url(port)], seconds=1.5, keep=True)
-        redis_server.start()
+    proc = system.gateway(document(echo_upstream.url, "redis", redis_server.url, on_error))
+    await proc.ready()
+    urls = [proc.url]
+    await warm_up(http, urls)
+    before = await flood(http, urls, seconds=1.5)
+    redis_server.kill()
+    during = await flood(http, urls, seconds=1.5, keep=True)
+    redis_server.start()
 
-        async def counting_on_redis_again() -> bool:
-            async with http.get(url(port) + "/users/1", headers={"x-api-key": KEYS["bob"]}):
-                pass
-            return "reachable again" in proc.log()
+    async def counting_on_redis_again() -> bool:
+        async with http.get(proc.url + "/users/1", headers={"x-api-key": KEYS["bob"]}):
+            pass
+        return "reachable again" in proc.log()
 
-        await eventually(counting_on_redis_again, "the gateway to count on Redis again")
-        after = await flood(http, [url(port)], seconds=2.0)
-    finally:
-        proc.stop()
+    await eventually(counting_on_redis_again, "the gateway to count on Redis again", 20.0)
+    after = await flood(http, urls, seconds=2.0)
+    system.stop()
     log = proc.log()
     assert log.count("unreachable") == 1
     assert log.count("reachable again") == 1
@@ -283,27 +241,25 @@ async def test_redis_killed_mid_load_then_restarted(
 
 
 async def test_one_redis_command_per_request(
-    tmp_path: Path,
+    system: System,
     redis_server: RedisServer,
-    echo_upstream: EchoUpstream,
+    echo_upstream: Upstream,
     http: aiohttp.ClientSession,
 ) -> None:
-    config = write_config(tmp_path / "gw.yaml", echo_upstream.url, "redis", redis_server.url)
+    proc = system.gateway(document(echo_upstream.url, "redis", redis_server.url))
     client = redis.Redis.from_url(redis_server.url)
-    port = free_port()
-    proc = single(port, config, tmp_path)
 
     async def sequential(count: int) -> list[int]:
         statuses = []
         for i in range(count):
             # Two consumers, each well within its rate.
             key = KEYS["alice"] if i % 2 else KEYS["bob"]
-            async with http.get(url(port) + "/users/1", headers={"x-api-key": key}) as resp:
+            async with http.get(proc.url + "/users/1", headers={"x-api-key": key}) as resp:
                 statuses.append(resp.status)
         return statuses
 
     try:
-        proc.wait_listening()
+        await proc.ready()
         assert set(await sequential(4)) == {200}  # connections made, script loaded
         client.config_resetstat()
         assert set(await sequential(10)) == {200}
@@ -312,7 +268,7 @@ async def test_one_redis_command_per_request(
         client.script_flush()
         assert await sequential(1) == [200]
     finally:
-        proc.stop()
+        system.stop()
         client.close()
     from_gateway = {
         name: entry["calls"]
@@ -323,7 +279,6 @@ async def test_one_redis_command_per_request(
     # The commands the script runs inside Redis are listed too: GET and SET per key, TIME.
     assert from_gateway.pop("cmdstat_evalsha") == 10
     assert set(from_gateway) <= {"cmdstat_get", "cmdstat_set", "cmdstat_time"}
-    # Every key it wrote expires on its own.
     # Every key it wrote expires on its own (a rate's key within a second of the last request,
     # so only the quotas' are left to see), and a consumer's keys share one hash tag.
     keys = client_keys(redis_server)
