@@ -175,6 +175,7 @@ def too_many_requests(
         },
         problem_type=QUOTA_EXCEEDED,
         title="Quota exceeded",
+        reason="rate_limited",
         extra={"violated-policies": violated},
     )
 

@@ -20,7 +20,7 @@ from apigw.config.plans import RateLimitSettings
 from apigw.policies import REDUCED_CAPACITY, PolicySet
 from apigw.ratelimit_local import LocalStore
 from apigw.ratelimit_redis import RedisStore, make_client
-from apigw.shared.appkeys import RATE_LIMITER_KEY, SETTINGS_KEY
+from apigw.shared.appkeys import OBSERVER_KEY, RATE_LIMITER_KEY, SETTINGS_KEY
 from apigw.shared.errors import ProblemError
 
 log = logging.getLogger("apigw.ratelimit")
@@ -133,6 +133,7 @@ class RateLimiter:
             headers={hdrs.RETRY_AFTER: str(wait)},
             problem_type=REDUCED_CAPACITY,
             title="Temporarily reduced capacity",
+            reason="rate_limit_store",
         )
 
 
@@ -152,9 +153,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_rate_limits(app: web.Application) -> RateLimiter:
+    """After setup_observability: a Redis store's state is a gauge of /metrics (429s are
+    counted there as rejections with reason rate_limited)."""
     settings = app[SETTINGS_KEY].rate_limits
     limiter = RateLimiter(settings)
     app[RATE_LIMITER_KEY] = limiter
     if settings.store == "redis":
         app.cleanup_ctx.append(redis_ctx)
+        app[OBSERVER_KEY].metrics.add_gauge(
+            "gateway_ratelimit_store_up",
+            "1 while every worker counts on the rate-limit store (store: redis); 0 while one "
+            "applies on_store_error.",
+            lambda: {"": 1.0 if limiter.available else 0.0},
+            merge="min",
+        )
     return limiter

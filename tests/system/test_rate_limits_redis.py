@@ -205,6 +205,7 @@ async def test_redis_killed_mid_load_then_restarted(
     before = await flood(http, urls, seconds=1.5)
     redis_server.kill()
     during = await flood(http, urls, seconds=1.5, keep=True)
+    assert await store_up(http, proc) == 0
     redis_server.start()
 
     async def counting_on_redis_again() -> bool:
@@ -214,6 +215,7 @@ async def test_redis_killed_mid_load_then_restarted(
 
     await eventually(counting_on_redis_again, "the gateway to count on Redis again", 20.0)
     after = await flood(http, urls, seconds=2.0)
+    assert await store_up(http, proc) == 1
     system.stop()
     log = proc.log()
     assert log.count("unreachable") == 1
@@ -290,6 +292,14 @@ async def test_one_redis_command_per_request(
         b"gw:{c:bob}:burst",
     }
     assert all(0 < ttl <= 86_400_000 for ttl in keys.values())
+
+
+async def store_up(http: aiohttp.ClientSession, proc: Proc) -> float:
+    """gateway_ratelimit_store_up from the gateway's /metrics."""
+    async with http.get(proc.url + "/metrics") as resp:
+        text = await resp.text()
+    line = next(x for x in text.splitlines() if x.startswith("gateway_ratelimit_store_up "))
+    return float(line.split()[1])
 
 
 def client_keys(server: RedisServer) -> dict[bytes, int]:
