@@ -307,3 +307,18 @@ def client_keys(server: RedisServer) -> dict[bytes, int]:
         ttls = {key: client.pttl(key) for key in client.scan_iter()}
     # -2: expired between SCAN and PTTL, which is what a TTL is for.
     return {key: ttl for key, ttl in ttls.items() if ttl != -2}
+
+
+async def test_divide_by_workers_takes_the_worker_count_from_gunicorn(
+    system: System, echo_upstream: Upstream, http: aiohttp.ClientSession
+) -> None:
+    config = document(echo_upstream.url, "local", "redis://127.0.0.1:1/0")
+    config["rate_limits"]["divide_by_workers"] = True
+    system.write_config(config)
+    proc = gunicorn(system, "gunicorn")
+    await proc.ready()
+    async with http.get(proc.url + "/users/1", headers={"x-api-key": KEYS["alice"]}) as resp:
+        assert resp.status == 200
+        policy = resp.headers["RateLimit-Policy"]
+    # 10/s with a burst of 10 and a daily quota, over 2 workers: each enforces half.
+    assert policy == '"burst";q=5;w=1, "daily";q=500000;w=86400'
