@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from time import monotonic, perf_counter
 
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
+from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -43,6 +44,33 @@ log = logging.getLogger("apigw.proxy")
 
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
+_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
+
+
+class ForwardingRequest(aiohttp.ClientRequest):
+    """aiohttp's ClientRequest, minus per-request work the gateway never needs.
+
+    Given `skip_auto_headers`, aiohttp sorts the names, builds a multidict of them and copies
+    every request header to see which defaults to add; the gateway adds none, ever, so the
+    skipped set is made once here. And the headers, already a fresh multidict the session
+    made for this request, are copied in C instead of one `add` per header in Python. Reaches
+    into aiohttp (these methods are not public API): tests/gateway/test_aiohttp_internals.py
+    fails if an upgrade changes them.
+    """
+
+    def update_headers(self, headers: LooseHeaders | None) -> None:
+        if not isinstance(headers, CIMultiDict) or hdrs.HOST in headers:
+            super().update_headers(headers)  # not what the session passes for the proxy
+            return
+        host = self.url.host_port_subcomponent
+        assert host is not None  # an absolute URL: the proxy builds it from a target base
+        self.headers = CIMultiDict(((hdrs.HOST, host),))  # Host first, as aiohttp puts it
+        self.headers.extend(headers)
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _SKIPPED
+
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 NO_ROUTE = "No route matches this path."
 
@@ -61,6 +89,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
         # One session serves every client: it must never keep or send anyone's cookies.
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_SKIP_AUTO_HEADERS,
+        request_class=ForwardingRequest,
         timeout=aiohttp.ClientTimeout(total=None),
     )
 
@@ -68,6 +97,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
 async def session_ctx(app: web.Application) -> AsyncIterator[None]:
     session = make_session(app[SETTINGS_KEY].pool)
     app[SESSION_KEY] = session
+    app[PROXY_KEY].session = session
     yield
     await session.close()
 
@@ -103,6 +133,8 @@ class Proxy:
         self.state = ProxyState(settings, metrics)
         # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
         self.draining = False
+        # The pooled session, set by session_ctx (kept here: no app lookup per request).
+        self.session: aiohttp.ClientSession | None = None
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -234,8 +266,8 @@ class Proxy:
                 exc.headers[RATELIMIT_HEADER] = fields[1]
             raise
 
-    @staticmethod
     def _attempt(
+        self,
         request: web.Request,
         pool: UpstreamPool,
         target: Target,
@@ -249,7 +281,9 @@ class Proxy:
                 exchange, request.method, target, request.raw_path
             )
         # request_gate_middleware lets only FORWARDED_METHODS through.
-        return request.app[SESSION_KEY].request(
+        session = self.session
+        assert session is not None, "session_ctx sets the session before any request"
+        return session.request(
             request.method,
             URL(target.base + request.raw_path, encoded=True),
             headers=headers,
@@ -335,6 +369,24 @@ class Proxy:
             # Added beside the upstream's own RateLimit fields, never over them: an
             # intermediary must not make a policy look more permissive (the draft, 7.2).
             headers.extend(((RATELIMIT_POLICY_HEADER, fields[0]), (RATELIMIT_HEADER, fields[1])))
+        content = upstream.content
+        try:
+            # What of the body has arrived with the head: for a small answer, all of it.
+            chunk = content.read_nowait()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            chunk = b""  # the read below raises it again, once the answer has started
+        if content.at_eof() and (deadline is None or monotonic() <= deadline):
+            # The whole body is here: aiohttp sends status line, headers and body in one
+            # write, where a streamed answer takes one for the head and one per chunk.
+            size = len(chunk)
+            stats.bytes_out += size
+            exchange.bytes_out += size
+            whole = web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers, body=chunk
+            )
+            if self.draining:
+                whole.force_close()
+            return whole
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
@@ -342,25 +394,27 @@ class Proxy:
             response.force_close()  # sends Connection: close; see request_gate_middleware
         try:
             await response.prepare(request)
-            read = upstream.content.readany
+            read = content.readany
             while True:
-                try:
-                    chunk = await read()
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    pool.failed(target)
-                    kind = error_kind(exc)
-                    stats.errors[kind] = stats.errors.get(kind, 0) + 1
-                    exchange.reason = f"upstream_{kind}"
-                    log.warning(
-                        "upstream %s failed mid-response for request %s: %s; aborting the client",
-                        target.base,
-                        request_id,
-                        type(exc).__name__,
-                    )
-                    abort_connection(request)
-                    return response
                 if not chunk:
-                    break
+                    try:
+                        chunk = await read()
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        pool.failed(target)
+                        kind = error_kind(exc)
+                        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+                        exchange.reason = f"upstream_{kind}"
+                        log.warning(
+                            "upstream %s failed mid-response for request %s: %s; "
+                            "aborting the client",
+                            target.base,
+                            request_id,
+                            type(exc).__name__,
+                        )
+                        abort_connection(request)
+                        return response
+                    if not chunk:
+                        break
                 if deadline is not None and monotonic() > deadline:
                     log.warning(
                         "request %s took longer than its total timeout; aborting the client",
@@ -374,6 +428,7 @@ class Proxy:
                 stats.bytes_out += size
                 exchange.bytes_out += size
                 await response.write(chunk)
+                chunk = b""
             await response.write_eof()
         except ConnectionError:
             # The client went away (reset, or lost while we waited to write); release()

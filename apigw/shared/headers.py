@@ -63,6 +63,11 @@ _DROP_FROM_CLIENT = (
 # The upstream's Server header is replaced by the gateway's, as nginx hides it by default.
 _DROP_FROM_UPSTREAM = (*HOP_BY_HOP, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, hdrs.SERVER)
 
+# Lower-cased, for one set lookup per header present (a request or answer carries a handful,
+# the lists above name a dozen or two: popping each name would cost far more).
+_DROP_FROM_CLIENT_LOWER = frozenset(name.lower() for name in _DROP_FROM_CLIENT)
+_DROP_FROM_UPSTREAM_LOWER = frozenset(name.lower() for name in _DROP_FROM_UPSTREAM)
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -96,8 +101,9 @@ def upstream_request_headers(
     headers = CIMultiDict(incoming)
     if hdrs.CONNECTION in incoming:
         _drop_connection_named(headers, incoming)
-    for name in _DROP_FROM_CLIENT:
-        headers.popall(name, None)
+    for name in incoming:
+        if name.lower() in _DROP_FROM_CLIENT_LOWER:
+            headers.popall(name, None)
     host = incoming.get(hdrs.HOST)
     # The client's X-Forwarded-* cannot be trusted at the edge: they are replaced, not appended.
     if client_ip:
@@ -124,8 +130,9 @@ def downstream_response_headers(
     headers = CIMultiDict(upstream)
     if hdrs.CONNECTION in upstream:
         _drop_connection_named(headers, upstream)
-    for name in _DROP_FROM_UPSTREAM:
-        headers.popall(name, None)
+    for name in upstream:
+        if name.lower() in _DROP_FROM_UPSTREAM_LOWER:
+            headers.popall(name, None)
     headers[REQUEST_ID_HEADER] = request_id
     headers[hdrs.SERVER] = server
     return headers
