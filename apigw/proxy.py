@@ -16,6 +16,8 @@ from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
 from apigw.exchange import Exchange
 from apigw.metrics import Metrics, RouteStats
+from apigw.policies import policy_sets
+from apigw.ratelimit import RateLimiter
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_path, check_target
 from apigw.shared.appkeys import (
@@ -28,6 +30,8 @@ from apigw.shared.appkeys import (
 )
 from apigw.shared.errors import ProblemError, abort_connection, problem_response
 from apigw.shared.headers import (
+    RATELIMIT_HEADER,
+    RATELIMIT_POLICY_HEADER,
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     downstream_response_headers,
@@ -118,10 +122,15 @@ async def session_ctx(app: web.Application) -> AsyncIterator[None]:
 class ProxyState:
     """One generation of the config as the proxy uses it; a reload swaps in a whole new one."""
 
-    __slots__ = ("pools", "routes", "secret", "server", "settings")
+    __slots__ = ("policies", "pools", "routes", "secret", "server", "settings")
 
     def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
         self.settings = settings
+        limits = settings.rate_limits
+        # Route prefix -> plan name -> what a consumer of that plan is held to on the route.
+        self.policies = policy_sets(
+            settings.plans, settings.routes, limits.workers if limits.divide_by_workers else 1
+        )
         self.pools = tuple(
             UpstreamPool(route, metrics.route(route.prefix)) for route in settings.routes
         )
@@ -135,8 +144,9 @@ class ProxyState:
 class Proxy:
     """The proxying handler, with everything it needs prepared at start-up or reload."""
 
-    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: Metrics, limiter: RateLimiter) -> None:
         self.metrics = metrics
+        self.limiter = limiter
         self.state = ProxyState(settings, metrics)
         # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
         self.draining = False
@@ -172,78 +182,106 @@ class Proxy:
         exchange = request[EXCHANGE_KEY]
         stats = exchange.stats = pool.stats
         stats.in_flight += 1  # observe_middleware takes it back when the answer is done
-        headers = upstream_request_headers(
-            request.headers,
-            secret=state.secret,
-            consumer=consumer,
-            request_id=exchange.request_id,
-            client_ip=request.remote,
-            scheme=request.scheme,
-            traceparent=exchange.traceparent,
-            tracestate=exchange.tracestate,
-        )
-        # The whole-request limit is checked at every chunk both ways and before a retry;
-        # every single wait is capped by it too (make_client_timeout). No timer per request.
-        deadline = None if pool.total is None else monotonic() + pool.total
-        body = None
-        if request.body_exists:
-            route = pool.route
-            length = request.content_length
-            if length is not None:
-                if route.max_body_bytes is not None and length > route.max_body_bytes:
-                    raise ProblemError(
-                        413,
-                        f"The request body is larger than {route.max_body_bytes} bytes.",
-                        close=True,
-                    )
-                # The server framed the body by this length, so exactly this many bytes follow.
-                headers[hdrs.CONTENT_LENGTH] = str(length)
-            body = exchange.body = RequestBody(
-                request.content,
-                max_bytes=route.max_body_bytes,
-                idle_timeout=route.timeouts.body_idle,
-                deadline=deadline,
-                stats=stats,
-            )
-        # Picked last: a pick may claim a half-open trial, which every path below settles.
-        target = pool.pick()
-        if target is None:
-            raise _all_down(pool)
-        if (
-            body is not None
-            and request.version == HttpVersion11
-            and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
-        ):
-            # Only now, with the key accepted and a target found, may the client send.
-            try:
-                await request.writer.write(_CONTINUE)
-            except BaseException:
-                pool.released(target)
-                raise
-            request.writer.output_size = 0
-        target.in_flight += 1
-        exchange.target = target
-        exchange.attempts = 1
-        exchange.attempt_start = perf_counter()
+        if consumer.routes is not None and pool.route.prefix not in consumer.routes:
+            # Before any limit is charged: a refused route costs the consumer nothing.
+            raise ProblemError(403, "This API key may not call this route.")
         try:
-            upstream = await self._attempt(request, pool, target, headers, body, exchange)
-        except BaseException as exc:
-            target.in_flight -= 1
-            upstream, target = await self._retry(
-                request, pool, target, headers, body, deadline, exc, exchange
-            )
-        exchange.upstream_s = perf_counter() - exchange.attempt_start
-        if exchange.span is not None:
-            request.app[OBSERVER_KEY].attempt_done(exchange, upstream.status, None)
-        try:
-            if upstream.status >= 500 and pool.health.fail_on_5xx:
-                pool.failed(target)
+            policies = state.policies[pool.route.prefix][consumer.plan]
+        except KeyError:
+            # The key was checked against the config before a reload that removed its plan.
+            raise ProblemError(
+                401, "A valid API key is required in the x-api-key header."
+            ) from None
+        fields = None
+        if policies is not None:
+            limiter = self.limiter
+            if limiter.is_local:
+                # No round trip, so no await: the cheapest path for the default store.
+                fields = limiter.local.admit(consumer.name, policies.local)
             else:
-                pool.succeeded(target)
-            return await self._relay(request, upstream, pool, target, deadline, exchange)
-        finally:
-            target.in_flight -= 1
-            upstream.release()
+                fields = await limiter.admit(consumer.name, policies)
+        try:
+            headers = upstream_request_headers(
+                request.headers,
+                secret=state.secret,
+                consumer=consumer.name,
+                request_id=exchange.request_id,
+                client_ip=request.remote,
+                scheme=request.scheme,
+                traceparent=exchange.traceparent,
+                tracestate=exchange.tracestate,
+                plan=consumer.plan,
+            )
+            # The whole-request limit is checked at every chunk both ways and before a retry;
+            # every single wait is capped by it too (make_client_timeout). No timer per request.
+            deadline = None if pool.total is None else monotonic() + pool.total
+            body = None
+            if request.body_exists:
+                route = pool.route
+                length = request.content_length
+                if length is not None:
+                    if route.max_body_bytes is not None and length > route.max_body_bytes:
+                        raise ProblemError(
+                            413,
+                            f"The request body is larger than {route.max_body_bytes} bytes.",
+                            close=True,
+                        )
+                    # The server framed the body by this length, so exactly this many bytes follow.
+                    headers[hdrs.CONTENT_LENGTH] = str(length)
+                body = exchange.body = RequestBody(
+                    request.content,
+                    max_bytes=route.max_body_bytes,
+                    idle_timeout=route.timeouts.body_idle,
+                    deadline=deadline,
+                    stats=stats,
+                )
+            # Picked last: a pick may claim a half-open trial, which every path below settles.
+            target = pool.pick()
+            if target is None:
+                raise _all_down(pool)
+            if (
+                body is not None
+                and request.version == HttpVersion11
+                and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+            ):
+                # Only now, with the key accepted and a target found, may the client send.
+                try:
+                    await request.writer.write(_CONTINUE)
+                except BaseException:
+                    pool.released(target)
+                    raise
+                request.writer.output_size = 0
+            target.in_flight += 1
+            exchange.target = target
+            exchange.attempts = 1
+            exchange.attempt_start = perf_counter()
+            try:
+                upstream = await self._attempt(request, pool, target, headers, body, exchange)
+            except BaseException as exc:
+                target.in_flight -= 1
+                upstream, target = await self._retry(
+                    request, pool, target, headers, body, deadline, exc, exchange
+                )
+            exchange.upstream_s = perf_counter() - exchange.attempt_start
+            if exchange.span is not None:
+                request.app[OBSERVER_KEY].attempt_done(exchange, upstream.status, None)
+            try:
+                if upstream.status >= 500 and pool.health.fail_on_5xx:
+                    pool.failed(target)
+                else:
+                    pool.succeeded(target)
+                return await self._relay(
+                    request, upstream, pool, target, deadline, exchange, fields
+                )
+            finally:
+                target.in_flight -= 1
+                upstream.release()
+        except ProblemError as exc:
+            # A 413, 502, 503 or 504 after the request was counted tells the count too.
+            if fields is not None:
+                exc.headers[RATELIMIT_POLICY_HEADER] = fields[0]
+                exc.headers[RATELIMIT_HEADER] = fields[1]
+            raise
 
     def _attempt(
         self,
@@ -334,6 +372,7 @@ class Proxy:
         target: Target,
         deadline: float | None,
         exchange: Exchange,
+        fields: tuple[str, str] | None,
     ) -> web.StreamResponse:
         if upstream.status == 101:
             raise ProblemError(
@@ -343,6 +382,10 @@ class Proxy:
         stats = pool.stats
         exchange.upstream_status = upstream.status
         headers = downstream_response_headers(upstream.headers, request_id, self.state.server)
+        if fields is not None:
+            # Added beside the upstream's own RateLimit fields, never over them: an
+            # intermediary must not make a policy look more permissive (the draft, 7.2).
+            headers.extend(((RATELIMIT_POLICY_HEADER, fields[0]), (RATELIMIT_HEADER, fields[1])))
         content = upstream.content
         try:
             # What of the body has arrived with the head: for a small answer, all of it.
@@ -442,8 +485,8 @@ def _upstream_error(exc: Exception, kind: str, base: str, request_id: str) -> Pr
     return ProblemError(502, "The upstream could not be reached.", reason=f"upstream_{kind}")
 
 
-def setup_proxy(app: web.Application) -> Proxy:
-    proxy = Proxy(app[SETTINGS_KEY], app[OBSERVER_KEY].metrics)
+def setup_proxy(app: web.Application, limiter: RateLimiter) -> Proxy:
+    proxy = Proxy(app[SETTINGS_KEY], app[OBSERVER_KEY].metrics, limiter)
     app[OBSERVER_KEY].route_of = proxy.route_stats
     app[OBSERVER_KEY].metrics.pools = lambda: proxy.state.pools
     app[PROXY_KEY] = proxy

@@ -21,6 +21,7 @@ from apigw.config.fields import (
     number,
     optional_number,
 )
+from apigw.config.plans import Rate, parse_rate
 from apigw.shared.reserved import HEALTHZ_PATH, RESERVED_PATHS
 
 # An API body larger than this is almost always a mistake; routes that take uploads raise it.
@@ -60,6 +61,8 @@ class Route:
     balance: str = "round_robin"  # one of BALANCE_MODES
     retries: int = 1  # further attempts, each on another target when there is one
     health: Health = Health()
+    # One GCRA bucket that every consumer of the route shares; None: no route-wide limit.
+    rate: Rate | None = None
 
 
 def _check_prefix(prefix: Any, where: str) -> str:
@@ -101,6 +104,7 @@ _ROUTE_FIELDS = {
     "balance",
     "retries",
     "health",
+    "rate",
 }
 
 
@@ -122,6 +126,9 @@ def parse_route(node: Any, where: str, defaults: Route) -> Route:
         balance=parse_balance(node, where, defaults.balance),
         retries=parse_retries(node, where, defaults.retries),
         health=parse_health(node.get("health"), f"{where}.health", defaults.health),
+        rate=None
+        if node.get("rate") is None
+        else parse_rate(node["rate"], f"{where}.rate", "route"),
     )
 
 

@@ -11,11 +11,13 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from apigw.config import GatewaySettings
+    from apigw.config.consumers import Consumer
     from apigw.exchange import Exchange, Observer
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
     from apigw.proxy import Proxy
+    from apigw.ratelimit import RateLimiter
     from apigw.reload import Reloader
     from apigw.request_gate import RequestGate
 
@@ -29,6 +31,7 @@ HEALTH_CHECKS_KEY: web.AppKey[HealthChecks] = web.AppKey("health_checks")
 LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
+RATE_LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # Metrics, access log and span export of this worker (apigw.exchange).
 OBSERVER_KEY: web.AppKey[Observer] = web.AppKey("observer")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
@@ -40,6 +43,7 @@ OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
-CONSUMER_KEY: web.RequestKey[str] = web.RequestKey("consumer", str)
+# The consumer whose key the request carries (its name, plan and allowed routes).
+CONSUMER_KEY: web.RequestKey[Consumer] = web.RequestKey("consumer")
 # What the gateway records of a request: trace context, route, upstream side, timing.
 EXCHANGE_KEY: web.RequestKey[Exchange] = web.RequestKey("exchange")

@@ -16,6 +16,11 @@ from multidict import CIMultiDict, CIMultiDictProxy, istr
 API_KEY_HEADER = istr("x-api-key")
 GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
 CONSUMER_HEADER = istr("x-consumer-name")
+# The consumer's plan, for backends that vary what they do by plan.
+PLAN_HEADER = istr("x-consumer-plan")
+# draft-ietf-httpapi-ratelimit-headers-10: Structured Field Lists.
+RATELIMIT_HEADER = istr("RateLimit")
+RATELIMIT_POLICY_HEADER = istr("RateLimit-Policy")
 REQUEST_ID_HEADER = istr("x-request-id")
 # W3C Trace Context: the gateway continues or starts the trace and sets its own (tracecontext.py).
 TRACEPARENT_HEADER = istr("traceparent")
@@ -46,6 +51,7 @@ _DROP_FROM_CLIENT = (
     API_KEY_HEADER,
     GATEWAY_SECRET_HEADER,
     CONSUMER_HEADER,
+    PLAN_HEADER,
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     TRACESTATE_HEADER,
@@ -88,6 +94,7 @@ def upstream_request_headers(
     request_id: str,
     client_ip: str | None,
     scheme: str,
+    plan: str | None = None,
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> CIMultiDict[str]:
@@ -106,6 +113,8 @@ def upstream_request_headers(
         headers[hdrs.X_FORWARDED_HOST] = host
     headers[REQUEST_ID_HEADER] = request_id
     headers[CONSUMER_HEADER] = consumer
+    if plan is not None:
+        headers[PLAN_HEADER] = plan
     headers[GATEWAY_SECRET_HEADER] = secret
     if traceparent is not None:
         headers[TRACEPARENT_HEADER] = traceparent
