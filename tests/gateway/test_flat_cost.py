@@ -44,9 +44,10 @@ def count_steps(call: Callable[[], object]) -> int:
 
 
 def make_table(size: int) -> RouteTable[str]:
-    # Routes that share the first letters and depths of the real ones: the worst case for a
-    # scan that compares prefixes one by one.
-    prefixes = [f"/users{n}" for n in range(size - 3)]
+    # Routes that share the first letters of the real ones (the worst case for a scan that
+    # compares prefixes one by one), and deeper routes elsewhere in the table.
+    prefixes = [f"/users{n}" for n in range(size // 2)]
+    prefixes += [f"/svc{n}/api/v1" for n in range(size - size // 2 - 3)]
     prefixes += ["/users", "/users/admin", "/orders"]
     return RouteTable({p: p for p in prefixes})
 
