@@ -31,6 +31,7 @@ from apigw.shared.appkeys import (
 from apigw.shared.cli import fail, make_parser, serve, setup_logging
 from apigw.shared.logs import install_redaction
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, healthz
+from apigw.streams import setup_long_lived
 from middleware import GATEWAY_MIDDLEWARES
 
 
@@ -56,6 +57,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
     proxy = setup_proxy(app)
+    setup_long_lived(app, settings.shutdown, settings.limits)
     setup_backend_docs(app, spec)
     setup_health(app)
     setup_lifecycle(app, settings.shutdown)

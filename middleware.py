@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     CONSUMER_KEY,
+    KEY_IN_PROTOCOL_KEY,
     KEYRING_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
@@ -30,6 +31,7 @@ from apigw.shared.headers import (
     request_id_from,
 )
 from apigw.shared.logs import describe_exception
+from apigw.websocket import is_websocket_upgrade, key_from_protocols
 
 log = logging.getLogger("apigw.shared.errors")
 # nginx's convention for the access log: the client closed the connection first.
@@ -136,6 +138,11 @@ async def client_key_middleware(request: web.Request, handler: Handler) -> web.S
     if len(keys) > 1:
         raise ProblemError(400, "Send exactly one x-api-key header.")
     key = keys[0] if keys else ""
+    if not keys and hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers:
+        # A browser's WebSocket cannot send x-api-key; the proxy accepts this only on routes
+        # with `websocket.key_protocol` (apigw/upgrade.py), and never forwards it.
+        key = (is_websocket_upgrade(request.headers) and key_from_protocols(request.headers)) or ""
+        request[KEY_IN_PROTOCOL_KEY] = bool(key)
     consumer = None
     if key and key.isascii():
         consumer = request.app[KEYRING_KEY].consumer_for(key.encode())

@@ -15,7 +15,15 @@ from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_target
-from apigw.shared.appkeys import CONSUMER_KEY, PROXY_KEY, REQUEST_ID_KEY, SESSION_KEY, SETTINGS_KEY
+from apigw.shared.appkeys import (
+    CONSUMER_KEY,
+    KEY_IN_PROTOCOL_KEY,
+    LONG_LIVED_KEY,
+    PROXY_KEY,
+    REQUEST_ID_KEY,
+    SESSION_KEY,
+    SETTINGS_KEY,
+)
 from apigw.shared.errors import ProblemError, abort_connection, problem_response
 from apigw.shared.headers import (
     REQUEST_ID_HEADER,
@@ -23,7 +31,10 @@ from apigw.shared.headers import (
     request_id_from,
     upstream_request_headers,
 )
+from apigw.streams import relay_stream
+from apigw.upgrade import tunnel_websocket
 from apigw.upstreams import Target, UpstreamPool
+from apigw.websocket import is_websocket_upgrade
 
 log = logging.getLogger("apigw.proxy")
 
@@ -104,9 +115,18 @@ class Proxy:
             client_ip=request.remote,
             scheme=request.scheme,
         )
+        if hdrs.UPGRADE in request.headers and is_websocket_upgrade(request.headers):
+            if pool.route.websocket.enabled:
+                registry = request.app[LONG_LIVED_KEY]
+                return await tunnel_websocket(request, pool, headers, registry, state.server)
+            if request.get(KEY_IN_PROTOCOL_KEY):
+                raise ProblemError(401, "A valid API key is required in the x-api-key header.")
+        # Streams known by their path (long polls) wait for their answer with the stream idle
+        # timeout, and no total (apigw/streams.py).
+        streaming = bool(pool.stream_paths) and pool.is_stream_path(path)
         # The whole-request limit is checked at every chunk both ways and before a retry;
         # every single wait is capped by it too (make_client_timeout). No timer per request.
-        deadline = None if pool.total is None else monotonic() + pool.total
+        deadline = None if pool.total is None or streaming else monotonic() + pool.total
         body = None
         if request.body_exists:
             route = pool.route
@@ -144,18 +164,18 @@ class Proxy:
             request.writer.output_size = 0
         target.in_flight += 1
         try:
-            upstream = await self._attempt(request, pool, target, headers, body)
+            upstream = await self._attempt(request, pool, target, headers, body, streaming)
         except BaseException as exc:
             target.in_flight -= 1
             upstream, target = await self._retry(
-                request, pool, target, headers, body, deadline, exc
+                request, pool, target, headers, body, deadline, exc, streaming
             )
         try:
             if upstream.status >= 500 and pool.health.fail_on_5xx:
                 pool.failed(target)
             else:
                 pool.succeeded(target)
-            return await self._relay(request, upstream, pool, target, deadline)
+            return await self._relay(request, upstream, pool, target, deadline, streaming)
         finally:
             target.in_flight -= 1
             upstream.release()
@@ -167,6 +187,7 @@ class Proxy:
         target: Target,
         headers: CIMultiDict[str],
         body: RequestBody | None,
+        streaming: bool,
     ) -> Awaitable[aiohttp.ClientResponse]:
         # request_gate_middleware lets only FORWARDED_METHODS through.
         return request.app[SESSION_KEY].request(
@@ -175,7 +196,7 @@ class Proxy:
             headers=headers,
             data=body,
             allow_redirects=False,
-            timeout=pool.timeout,
+            timeout=pool.stream_timeout if streaming else pool.timeout,
         )
 
     async def _retry(
@@ -187,6 +208,7 @@ class Proxy:
         body: RequestBody | None,
         deadline: float | None,
         exc: BaseException,
+        streaming: bool,
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """After a failed attempt: send again elsewhere when retries.py allows it, else raise
         what the client gets. Off the hot path: only failures come here."""
@@ -218,7 +240,8 @@ class Proxy:
             target = retry
             target.in_flight += 1
             try:
-                return await self._attempt(request, pool, target, headers, body), target
+                attempt = self._attempt(request, pool, target, headers, body, streaming)
+                return await attempt, target
             except BaseException as again:
                 target.in_flight -= 1
                 exc = again
@@ -230,6 +253,7 @@ class Proxy:
         pool: UpstreamPool,
         target: Target,
         deadline: float | None,
+        streaming: bool,
     ) -> web.StreamResponse:
         if upstream.status == 101:
             raise ProblemError(502, "The upstream tried to switch protocols.")
@@ -239,6 +263,9 @@ class Proxy:
             reason=upstream.reason,
             headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
         )
+        if streaming or upstream.content_type in pool.stream_types:
+            registry = request.app[LONG_LIVED_KEY]
+            return await relay_stream(request, upstream, response, pool, target, registry)
         try:
             await response.prepare(request)
             read = upstream.content.readany

@@ -44,6 +44,12 @@ from apigw.config.routes import (
     parse_route,
     parse_timeouts,
 )
+from apigw.config.streaming import (
+    Streaming,
+    WebSocketSettings,
+    parse_streaming,
+    parse_websocket,
+)
 from apigw.shared.headers import DEFAULT_SERVER_HEADER
 
 # Lets `make run` work out of the box; --production refuses it.
@@ -113,6 +119,8 @@ def parse_gateway_settings(
             "health",
             "shutdown",
             "server_header",
+            "websocket",
+            "streaming",
         },
     )
     top = expand_tree(top, env, "")
@@ -126,6 +134,8 @@ def parse_gateway_settings(
         balance=parse_balance(top, "config", "round_robin"),
         retries=parse_retries(top, "config", 1),
         health=parse_health(top.get("health"), "health", Health()),
+        websocket=parse_websocket(top.get("websocket"), "websocket", WebSocketSettings()),
+        streaming=parse_streaming(top.get("streaming"), "streaming", Streaming()),
     )
     raw_routes = top.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:

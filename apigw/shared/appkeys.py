@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from apigw.proxy import Proxy
     from apigw.reload import Reloader
     from apigw.request_gate import RequestGate
+    from apigw.streams import LongLived
 
 SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
 # The Server header value every response carries (names no versions).
@@ -28,6 +29,8 @@ HEALTH_CHECKS_KEY: web.AppKey[HealthChecks] = web.AppKey("health_checks")
 LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
+# Streams and WebSocket tunnels under way, with their own cap and drain (apigw.streams).
+LONG_LIVED_KEY: web.AppKey[LongLived] = web.AppKey("long_lived")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # A service's SQLite connection (apigw.services.storage).
@@ -38,3 +41,5 @@ OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
 CONSUMER_KEY: web.RequestKey[str] = web.RequestKey("consumer", str)
+# The client's key came as a WebSocket subprotocol (apigw.websocket.KEY_PROTOCOL_PREFIX).
+KEY_IN_PROTOCOL_KEY: web.RequestKey[bool] = web.RequestKey("key_in_protocol", bool)
