@@ -135,13 +135,15 @@ async def test_close_codes_and_reasons_pass_both_ways(ws_system: WsSystem) -> No
     frame = await asyncio.wait_for(raw.read_frame(), 10)
     assert (frame.opcode, frame.payload) == (OP_CLOSE, goodbye)
     raw.close()
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
             ws_system.url + "/ws/close?code=4003&reason=backend+says+bye", headers=KEY
-        ) as ws:
-            msg = await ws.receive(timeout=10)
-            assert msg.type == WSMsgType.CLOSE
-            assert (msg.data, msg.extra) == (4003, "backend says bye")
+        ) as ws,
+    ):
+        msg = await ws.receive(timeout=10)
+        assert msg.type == WSMsgType.CLOSE
+        assert (msg.data, msg.extra) == (4003, "backend says bye")
 
 
 async def test_no_key_is_401_and_the_backend_never_hears_of_it(ws_system: WsSystem) -> None:
@@ -232,8 +234,8 @@ async def test_h2c_and_other_upgrades_are_never_switched(ws_system: WsSystem) ->
     reader, writer = await asyncio.open_connection("127.0.0.1", ws_system.gateway_port)
     writer.write(
         f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nx-api-key: {DEMO_KEY}\r\n"
-        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
-        "\r\n".encode()
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n".encode()
     )
     head = (await reader.readuntil(b"\r\n\r\n")).decode()
     writer.close()
