@@ -47,7 +47,7 @@ async def echo(request: web.Request) -> web.WebSocketResponse:
             await ws.send_bytes(msg.data)
         elif msg.type == WSMsgType.CLOSE:
             _report(request)["closes"].append([msg.data, msg.extra])
-            await ws.close(code=msg.data, message=msg.extra.encode())
+            await ws.close(code=msg.data, message=(msg.extra or "").encode())
         else:
             break
     return ws
