@@ -7,13 +7,17 @@ import asyncio
 import os
 import signal
 import time
+from typing import Any
 
 import aiohttp
 
 from tests.system.conftest import KEY, WsSystem, eventually
 
 # Short limits, so that a stream outliving them takes seconds.
-SHORT = {"timeouts": {"connect": 2, "read": 0.5, "total": 1}, "streaming": {"idle_timeout": 5}}
+SHORT: dict[str, Any] = {
+    "timeouts": {"connect": 2, "read": 0.5, "total": 1},
+    "streaming": {"idle_timeout": 5},
+}
 
 
 async def read_events(resp: aiohttp.ClientResponse) -> list[tuple[float, bytes]]:
