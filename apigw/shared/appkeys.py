@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from apigw.proxy import Proxy
     from apigw.reload import Reloader
     from apigw.request_gate import RequestGate
+    from apigw.services.order_events import OrderFeed
     from apigw.streams import LongLived
 
 SETTINGS_KEY: web.AppKey[GatewaySettings] = web.AppKey("settings")
@@ -36,6 +37,8 @@ ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secre
 # A service's SQLite connection (apigw.services.storage).
 DATABASE_KEY: web.AppKey[aiosqlite.Connection] = web.AppKey("database")
 # Paths that need neither a client key nor a gateway secret.
+# Wakes the orders service's change feeds (apigw.services.order_events).
+ORDER_FEED_KEY: web.AppKey[OrderFeed] = web.AppKey("order_feed")
 OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
