@@ -15,6 +15,7 @@ from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.health import setup_health
 from apigw.keys import Keyring
 from apigw.lifecycle import install_signal_handlers, setup_lifecycle
+from apigw.live_page import setup_live_page
 from apigw.openapi.fetch import setup_backend_docs
 from apigw.openapi.swagger import setup_docs
 from apigw.proxy import defer_continue, setup_proxy
@@ -56,6 +57,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
+    setup_live_page(app)
     proxy = setup_proxy(app)
     setup_long_lived(app, settings.shutdown, settings.limits)
     setup_backend_docs(app, spec)
