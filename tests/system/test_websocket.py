@@ -350,3 +350,24 @@ async def test_past_max_connections_a_handshake_gets_503(ws_system: WsSystem) ->
         await eventually(lambda: ws_system.report()["open"] == 1, "one tunnel closed")
         again = await session.ws_connect(ws_system.url + "/ws/idle", headers=KEY)
         await asyncio.gather(second.close(), again.close())
+
+
+async def test_a_reload_leaves_open_tunnels_alone(ws_system: WsSystem) -> None:
+    ws_system.start_gateway()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_system.url + "/ws/echo", headers=KEY) as ws,
+    ):
+        assert ws_system.gateway is not None
+        config = ws_system.workdir / "gateway.yaml"
+        # The new config drops the route the tunnel came by.
+        config.write_text(config.read_text().replace("prefix: /ws", "prefix: /ws-renamed"))
+        os.kill(ws_system.gateway.popen.pid, signal.SIGHUP)
+        gateway = ws_system.gateway
+        await eventually(lambda: "config reloaded" in gateway.log(), "the reload")
+        await ws.send_str("still here")
+        assert (await ws.receive(timeout=10)).data == "still here"
+        # New handshakes see the new config.
+        refused = await RawWebSocket.connect(ws_system.gateway_port, "/ws/echo", KEY)
+        assert refused.status == 404
+        refused.close()
