@@ -33,8 +33,11 @@ def tokens(values: Iterable[str]) -> list[str]:
 
 
 def is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
-    """The client asks for a WebSocket (other upgrades, h2c included, are stripped as before)."""
-    return "websocket" in (t.lower() for t in tokens(headers.getall(hdrs.UPGRADE, ())))
+    """The client asks for a WebSocket: `Upgrade: websocket`, listed in `Connection` (RFC 9110
+    7.8; an Upgrade not named there, h2c and other protocols are stripped as hop-by-hop)."""
+    return "websocket" in (t.lower() for t in tokens(headers.getall(hdrs.UPGRADE, ()))) and (
+        "upgrade" in (t.lower() for t in tokens(headers.getall(hdrs.CONNECTION, ())))
+    )
 
 
 def key_from_protocols(headers: CIMultiDictProxy[str]) -> str | None:
@@ -59,15 +62,14 @@ def offered_protocols(headers: CIMultiDictProxy[str]) -> list[str]:
 
 
 def check_handshake(request: web.Request) -> str:
-    """Refuse a WebSocket handshake the gateway would not tunnel; returns its key."""
+    """Refuse a WebSocket handshake (`is_websocket_upgrade`) the gateway would not tunnel;
+    returns its key."""
     headers = request.headers
     if request.method != hdrs.METH_GET or request.version != HttpVersion11:
         raise ProblemError(400, "A WebSocket handshake is an HTTP/1.1 GET.")
     upgrades = tokens(headers.getall(hdrs.UPGRADE, ()))
     if [u.lower() for u in upgrades] != ["websocket"]:
         raise ProblemError(400, "A WebSocket handshake upgrades to 'websocket' only.")
-    if "upgrade" not in (t.lower() for t in tokens(headers.getall(hdrs.CONNECTION, ()))):
-        raise ProblemError(400, "A WebSocket handshake needs 'Connection: Upgrade'.")
     if headers.getall(hdrs.SEC_WEBSOCKET_VERSION, ()) != ["13"]:
         raise ProblemError(
             426, "Only WebSocket version 13 is supported.", headers=_VERSION_13, close=True

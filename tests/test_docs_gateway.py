@@ -29,7 +29,14 @@ from tests.conftest import (
 )
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
-ALL_PATHS = {"/users", "/users/{user_id}", "/orders", "/orders/{order_id}"}
+ALL_PATHS = {
+    "/users",
+    "/users/{user_id}",
+    "/orders",
+    "/orders/{order_id}",
+    "/orders/events",
+    "/orders/live",
+}
 
 
 def url_of(client_or_server: TestClient[Any, Any] | TestServer) -> str:
@@ -103,9 +110,15 @@ async def test_merged_document_describes_both_services_and_is_valid_openapi(
     }
     operations = [op for item in spec["paths"].values() for op in item.values()]
     assert sorted(op["operationId"] for op in operations) == sorted(
-        f"{verb}_{noun}s" if verb == "list" else f"{verb}_{noun}"
-        for noun in ("user", "order")
-        for verb in ("create", "list", "get", "replace", "update", "delete")
+        [
+            *(
+                f"{verb}_{noun}s" if verb == "list" else f"{verb}_{noun}"
+                for noun in ("user", "order")
+                for verb in ("create", "list", "get", "replace", "update", "delete")
+            ),
+            "order_events",
+            "order_live",
+        ]
     )
     assert all(op["responses"]["401"] for op in operations)
     assert "Still waiting" not in spec["info"]["description"]
