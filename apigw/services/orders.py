@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from apigw.services.app import created, page
 from apigw.services.order_events import (
@@ -166,7 +166,14 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
+async def _feed_methods(request: web.Request) -> web.Response:
+    raise web.HTTPMethodNotAllowed(request.method, [hdrs.METH_GET])
+
+
 def setup_orders(app: web.Application, db_path: Path) -> None:
     setup_database(app, db_path, SCHEMA)
     setup_order_feed(app)
     setup_operations(app, SPEC_FILE, OPERATIONS)
+    for path in ("/orders/events", "/orders/live"):
+        # Other methods would match /orders/{order_id} (and fail as a bad id): 405 instead.
+        app.router.add_route("*", path, _feed_methods)
