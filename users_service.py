@@ -11,19 +11,28 @@ from pathlib import Path
 
 from aiohttp import web
 
-from apigw.config import ConfigError, ServiceSettings, load_service_settings
+from apigw.config import ConfigError, ServerLimits, ServiceSettings, load_service_settings
+from apigw.server import install_error_answers, server_args
 from apigw.services.app import SERVICE_GRACE, make_service_app
 from apigw.services.storage import database_path
 from apigw.services.users import DB_FILE, DB_VARIABLE, setup_users
 from apigw.shared.cli import fail, make_parser, serve, setup_logging
+from apigw.shared.headers import DEFAULT_SERVER_HEADER
 from apigw.shared.logs import install_redaction
 from middleware import SERVICE_MIDDLEWARES
+
+# The gateway's parser limits and parse-error answers (problem+json that never quotes the
+# request, and redacted log lines) apply to the services too.
+SERVICE_SERVER_ARGS = server_args(ServerLimits(), DEFAULT_SERVER_HEADER)
 
 
 async def create_app(
     settings: ServiceSettings | None = None, db_path: Path | None = None
 ) -> web.Application:
-    app = make_service_app(settings or load_service_settings(), SERVICE_MIDDLEWARES)
+    install_error_answers()
+    app = make_service_app(
+        settings or load_service_settings(), SERVICE_MIDDLEWARES, handler_args=SERVICE_SERVER_ARGS
+    )
     setup_users(app, db_path or database_path(os.environ, DB_VARIABLE, DB_FILE))
     return app
 

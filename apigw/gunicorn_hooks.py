@@ -18,7 +18,7 @@ from aiohttp import web
 
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.lifecycle import install_signal_handlers
-from apigw.shared.cli import setup_logging
+from apigw.shared.cli import finish_requests, setup_logging
 from apigw.shared.logs import install_redaction
 
 # Where the master keeps the last config that passed its checks, on its own objects.
@@ -72,15 +72,22 @@ def post_worker_init(worker: Any) -> None:
     settings: GatewaySettings = getattr(worker, _SETTINGS_ATTR)
     factory: Callable[[GatewaySettings], Awaitable[web.Application]] = worker.wsgi
 
-    heartbeat: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[None]] = []
+    runners: list[web.AppRunner] = []
 
     def stop() -> None:
-        # gunicorn's own SIGTERM path: the worker loop ends and its runner cleans up, which
-        # closes the listener and waits for requests under way (graceful_timeout).
+        if tasks:
+            return
+        loop = asyncio.get_running_loop()
+        # The master takes a worker silent for `timeout` as hung; draining is not hung.
+        tasks.append(loop.create_task(_heartbeat(worker)))
+        tasks.append(loop.create_task(finish_then_exit()))
+
+    async def finish_then_exit() -> None:
+        # The listener closes and requests under way finish first (see finish_requests);
+        # then gunicorn's own SIGTERM path ends the worker loop and cleans the runner up.
+        await finish_requests(runners[0], settings.shutdown.grace)
         worker.handle_exit(signal.SIGTERM, None)
-        if not heartbeat:
-            # The master takes a worker silent for `timeout` as hung; draining is not hung.
-            heartbeat.append(asyncio.get_running_loop().create_task(_heartbeat(worker)))
 
     async def on_startup(app: web.Application) -> None:
         install_signal_handlers(app, stop, drain_signals=(signal.SIGTERM,))
@@ -88,14 +95,23 @@ def post_worker_init(worker: Any) -> None:
         worker.log.info("Worker %s serving the gateway", worker.pid)
 
     async def on_cleanup(app: web.Application) -> None:
-        for task in heartbeat:
+        for task in tasks:
             task.cancel()
 
-    async def app_factory() -> web.Application:
+    async def app_factory() -> web.AppRunner:
         app = await factory(settings)
         app.on_startup.append(on_startup)
         app.on_cleanup.append(on_cleanup)
-        return app
+        # The worker serves a runner it is given as it is; this one is ours to drain.
+        runner = web.AppRunner(
+            app,
+            logger=worker.log,
+            keepalive_timeout=worker.cfg.keepalive,
+            access_log=worker.log.access_log if worker.cfg.accesslog else None,
+            shutdown_timeout=worker.cfg.graceful_timeout / 100 * 95,
+        )
+        runners.append(runner)
+        return runner
 
     worker.wsgi = app_factory
 

@@ -170,6 +170,47 @@ async def test_sigterm_lets_a_200_mib_download_finish(procs: Procs) -> None:
     assert "listener closing" in gateway.log()
 
 
+async def upload_through_sigterm(gateway: Any, size: int) -> dict[str, Any]:
+    """Start an upload, SIGTERM the gateway once its first MiB is sent, then send the rest
+    after the listener has closed; returns what the backend says it received."""
+    first_sent, go_on = asyncio.Event(), asyncio.Event()
+
+    async def body() -> Any:
+        yield b"u" * MiB
+        first_sent.set()
+        await go_on.wait()
+        for _ in range(size // MiB - 1):
+            yield b"u" * MiB
+
+    async with aiohttp.ClientSession() as session:
+        upload = asyncio.ensure_future(
+            session.post(f"{gateway.url}/users/upload", data=body(), headers=KEY)
+        )
+        await first_sent.wait()
+        # Answered after the upload's head was sent: the gateway has the upload under way.
+        async with session.get(gateway.url + "/healthz") as probe:
+            assert probe.status == 200
+        gateway.send(signal.SIGTERM)
+        await wait_for(lambda: not port_open(gateway.port), 10, "the listener to close")
+        go_on.set()
+        async with await upload as resp:
+            assert resp.status == 200
+            result: dict[str, Any] = await resp.json()
+            return result
+
+
+@pytest.mark.parametrize("launcher", ["python", "gunicorn"])
+async def test_sigterm_lets_an_upload_under_way_finish(procs: Procs, launcher: str) -> None:
+    a = procs.backend("a")
+    document = gateway_document({"/users": [a.url]}, shutdown=FAST_SHUTDOWN)
+    gateway = procs.gateway(document) if launcher == "python" else procs.gunicorn(document)
+    await ready(a, gateway)
+    size = 8 * MiB  # under the default 10 MiB body limit
+    received = await upload_through_sigterm(gateway, size)
+    assert received["body_len"] == size
+    assert await gateway.exited(15) == 0
+
+
 async def test_hanging_backend_gives_504_and_gets_are_retried_elsewhere(procs: Procs) -> None:
     hung, b = procs.backend("hung", "--hang"), procs.backend("b")
     document = gateway_document(

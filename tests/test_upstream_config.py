@@ -60,7 +60,7 @@ def test_a_route_overrides_the_top_level_defaults_key_by_key() -> None:
     ("route", "top", "field"),
     [
         ({"balance": "random"}, {}, "routes[0].balance"),
-        ({}, {"balance": 3}, "config.balance"),
+        ({}, {"balance": 3}, "balance"),
         ({"retries": 9}, {}, "routes[0].retries"),
         ({"retries": True}, {}, "routes[0].retries"),
         ({"upstreams": [UP[0], UP[0] + "/"]}, {}, "routes[0].upstreams"),

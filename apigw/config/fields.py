@@ -20,6 +20,11 @@ class ConfigError(Exception):
     """A configuration problem, described in one line that names the field."""
 
 
+def field_path(where: str, key: str) -> str:
+    """`routes[0].retries` inside a route, plain `retries` at the top of the document."""
+    return f"{where}.{key}" if where else key
+
+
 def env_flag(env: Mapping[str, str], name: str) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw in _TRUE:
@@ -82,7 +87,7 @@ def optional_number(
         return default
     if node[key] is None:
         return None
-    return _checked_number(node[key], f"{where}.{key}", 0.001)
+    return _checked_number(node[key], field_path(where, key), 0.001)
 
 
 def _checked_number(node: Any, where: str, minimum: float) -> float:
@@ -141,6 +146,7 @@ def byte_size(node: dict[str, Any], key: str, where: str, default: int | None) -
             return int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").lower()]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(
-            f"{where}.{key}: expected a byte count (integer >= 0, or e.g. '10 MiB') or null"
+            f"{field_path(where, key)}: expected a byte count (integer >= 0, or e.g. '10 MiB')"
+            " or null"
         )
     return value

@@ -15,6 +15,7 @@ from apigw.config.fields import (
     ConfigError,
     boolean,
     byte_size,
+    field_path,
     integer,
     mapping,
     number,
@@ -144,14 +145,13 @@ def parse_route(node: Any, where: str, defaults: Route) -> Route:
 def parse_balance(node: dict[str, Any], where: str, default: str) -> str:
     value = node.get("balance", default)
     if value not in BALANCE_MODES:
-        raise ConfigError(
-            f"{where}.balance: expected one of {', '.join(BALANCE_MODES)}, got {value!r}"
-        )
+        modes = ", ".join(BALANCE_MODES)
+        raise ConfigError(f"{field_path(where, 'balance')}: expected one of {modes}, got {value!r}")
     return str(value)
 
 
 def parse_retries(node: dict[str, Any], where: str, default: int) -> int:
-    return integer(node.get("retries"), f"{where}.retries", default, minimum=0, maximum=5)
+    return integer(node.get("retries"), field_path(where, "retries"), default, minimum=0, maximum=5)
 
 
 def parse_health(node: Any, where: str, defaults: Health) -> Health:

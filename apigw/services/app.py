@@ -26,10 +26,13 @@ SERVICE_GRACE = Shutdown().grace
 
 
 def make_service_app(
-    settings: ServiceSettings, middlewares: Sequence[Middleware]
+    settings: ServiceSettings,
+    middlewares: Sequence[Middleware],
+    handler_args: Mapping[str, Any] | None = None,
 ) -> web.Application:
-    """A service app with `middlewares` (the entry point passes middleware.SERVICE_MIDDLEWARES)."""
-    app = web.Application(middlewares=middlewares)
+    """A service app with `middlewares` (the entry point passes middleware.SERVICE_MIDDLEWARES)
+    and the server's `handler_args` (the entry point passes the gateway's server_args)."""
+    app = web.Application(middlewares=middlewares, handler_args=handler_args)
     app[ACCEPTED_SECRETS_KEY] = tuple(s.encode() for s in settings.accepted_secrets)
     app[SERVER_HEADER_KEY] = DEFAULT_SERVER_HEADER
     # The service's own OpenAPI document is not open: only the gateway reads it.

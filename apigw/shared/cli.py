@@ -91,9 +91,39 @@ async def _serve(
         install_signals(app, stopping.set)
         await stopping.wait()
         log.info("listener closing; requests under way get up to %gs", grace)
+        await finish_requests(runner, grace)
     finally:
         await runner.cleanup()
     log.info("stopped")
+
+
+async def finish_requests(runner: web.BaseRunner, grace: float) -> None:
+    """Close the listener, then let requests under way finish, for up to `grace` seconds.
+
+    `runner.cleanup()` alone would starve an upload under way: its first step closes every
+    connection, and aiohttp's server drops the bytes a closed connection still receives
+    (`RequestHandler.data_received`), so the handler would wait for its body until the grace
+    ran out. Idle keep-alive connections are closed at once, as cleanup would.
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        busy = False
+        for connection in server.connections:
+            # A private flag, pinned by tests/system/test_service_processes.py.
+            if connection._request_in_progress:
+                busy = True
+            else:
+                connection.close()
+        if not busy or loop.time() >= deadline:
+            return
+        # Shutdown only: a short poll keeps the request path free of any bookkeeping for it.
+        await asyncio.sleep(0.05)
 
 
 def fail(prog: str, message: str) -> int:

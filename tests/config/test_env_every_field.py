@@ -1,0 +1,99 @@
+"""`${VAR}` works in every scalar of the config, numbers and booleans included: a document
+whose every value comes from the environment parses exactly like the same values written out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apigw.config import ConfigError, parse_gateway_settings
+from apigw.config.consumers import digest_of
+
+SECRET = {"GATEWAY_SECRET": "test-gateway-secret-0123456789"}
+HEALTH = {
+    "max_failures": 4,
+    "eject_seconds": 2.5,
+    "fail_on_5xx": True,
+    "check_interval": 3,
+    "check_path": "/ping",
+    "check_timeout": 1.5,
+}
+TIMEOUTS = {"connect": 2, "read": 9.5, "total": 100, "body_idle": 7}
+# Every field the config knows, each set to a value other than its default.
+EVERY_FIELD: dict[str, Any] = {
+    "routes": [
+        {
+            "prefix": "/users",
+            "upstreams": ["http://127.0.0.1:9001", "http://127.0.0.1:9002"],
+            "timeouts": TIMEOUTS,
+            "max_body_bytes": "3 MiB",
+            "balance": "least_outstanding",
+            "retries": 3,
+            "health": HEALTH,
+        }
+    ],
+    "consumers": [{"name": "alice", "key_sha256": digest_of(b"alice-key-0123456789").hex()}],
+    "pool": {"max_connections": 77, "idle_timeout": 0.5},
+    "timeouts": TIMEOUTS,
+    "access_log": True,
+    "max_body_bytes": 12345,
+    "limits": {
+        "max_request_line": 4000,
+        "max_header_field": 3000,
+        "max_header_bytes": 20000,
+        "max_headers": 50,
+        "max_in_flight": 99,
+        "idle_timeout": 9,
+        "lingering_time": 1,
+    },
+    "balance": "least_outstanding",
+    "retries": 2,
+    "health": HEALTH,
+    "shutdown": {"drain_delay": 0.5, "grace": 12},
+    "server_header": "edge",
+}
+
+
+def _as_env(node: Any, env: dict[str, str]) -> Any:
+    """The same document with every scalar replaced by a ${VAR} that the environment holds."""
+    if isinstance(node, dict):
+        return {k: _as_env(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_as_env(v, env) for v in node]
+    name = f"V{len(env)}"
+    env[name] = str(node).lower() if isinstance(node, bool) else str(node)
+    return "${" + name + "}"
+
+
+def test_every_field_takes_its_value_from_the_environment() -> None:
+    env: dict[str, str] = {}
+    templated = _as_env(EVERY_FIELD, env)
+    assert len(env) > 30  # every scalar above became a variable
+    from_env = parse_gateway_settings(templated, {**SECRET, **env})
+    written = parse_gateway_settings(EVERY_FIELD, SECRET)
+    assert from_env == written
+    assert written.routes[0].retries == 3 and written.pool.max_connections == 77
+    assert written.access_log is True and written.routes[0].health.fail_on_5xx is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("retries", "many"),
+        ("access_log", "perhaps"),
+        ("pool.max_connections", "-3"),
+        ("health.max_failures", "1.5"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_the_field(field: str, value: str) -> None:
+    document: dict[str, Any] = {"routes": EVERY_FIELD["routes"]}
+    node = document
+    *parents, leaf = field.split(".")
+    for parent in parents:
+        node = node.setdefault(parent, {})
+    node[leaf] = "${BAD}"
+    with pytest.raises(ConfigError) as info:
+        parse_gateway_settings(document, {**SECRET, "BAD": value})
+    assert str(info.value).startswith(field + ":")
+    assert "\n" not in str(info.value)
