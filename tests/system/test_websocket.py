@@ -263,6 +263,7 @@ async def test_a_client_that_stops_reading_pauses_the_backend_and_memory_stays_f
     await eventually(stalled, "the backend to be paused", timeout=60)
     assert sent[-1] < 64 << 20, "the backend kept sending: nothing paused it"
     grown = ws_system.gateway_rss() - before
+    print(f"backend paused after {sent[-1] >> 10} KiB; gateway RSS grew {grown >> 10} KiB")
     assert grown < 8 << 20, f"the gateway grew by {grown} bytes for one paused tunnel"
     # Reading again resumes the flow.
     for _ in range(200):
