@@ -41,10 +41,13 @@ fmt: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+# req/s, latency, streaming and memory (run.py), then instructions per request under
+# callgrind next to a bare aiohttp proxy (instr.py): the figure that holds on a noisy box.
 bench: $(STAMP)
-	@command -v wrk >/dev/null && command -v curl >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq wrk curl >/dev/null)
+	@command -v wrk >/dev/null && command -v curl >/dev/null && command -v valgrind >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk curl valgrind >/dev/null)
 	$(PY) bench/run.py
+	$(PY) bench/instr.py
 
 key: $(STAMP)
 	$(PY) -m apigw.keys $(or $(NAME),$(error usage: make key NAME=consumer-name))

@@ -11,7 +11,9 @@ import sys
 
 from aiohttp import web
 
+from apigw.admin import setup_admin
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
+from apigw.exchange import setup_observability
 from apigw.health import setup_health
 from apigw.keys import Keyring
 from apigw.lifecycle import install_signal_handlers, setup_lifecycle
@@ -44,10 +46,8 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     install_error_answers()
     # handler_args reach aiohttp's server whichever way it is started (run_app or gunicorn),
     # and take precedence over gunicorn's keepalive setting.
-    app = web.Application(
-        middlewares=GATEWAY_MIDDLEWARES,
-        handler_args=server_args(settings.limits, settings.server_header),
-    )
+    handler_args = server_args(settings.limits, settings.server_header)
+    app = web.Application(middlewares=GATEWAY_MIDDLEWARES, handler_args=handler_args)
     app[SETTINGS_KEY] = settings
     app[SERVER_HEADER_KEY] = settings.server_header
     app[REQUEST_GATE_KEY] = RequestGate(settings.limits)
@@ -58,11 +58,15 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
     setup_live_page(app)
+    observer = setup_observability(app, settings)
+    # What aiohttp's parser refuses never reaches a middleware: counted where it is answered.
+    handler_args["logger"].on_answer = observer.parser_answered
     proxy = setup_proxy(app)
-    setup_long_lived(app, settings.shutdown, settings.limits)
     setup_backend_docs(app, spec)
     setup_health(app)
     setup_lifecycle(app, settings.shutdown)
+    setup_long_lived(app, settings.shutdown, settings.limits)
+    setup_admin(app)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
     return app
@@ -91,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         grace=settings.shutdown.grace,
         install_signals=install_signal_handlers,
-        access_log=settings.access_log,
     )
     return 0
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import os
 
-from apigw.gunicorn_hooks import on_reload, on_starting, post_fork, post_worker_init
+from apigw.gunicorn_hooks import (
+    child_exit,
+    on_exit,
+    on_reload,
+    on_starting,
+    post_fork,
+    post_worker_init,
+)
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8000")
 # An async worker uses one core fully; more workers than cores only adds switching.
@@ -24,4 +31,4 @@ keepalive = 15
 control_socket_disable = True
 # aiohttp's worker ignores --limit-request-* and --worker-connections; limits live in the app.
 
-__all__ = ["on_reload", "on_starting", "post_fork", "post_worker_init"]
+__all__ = ["child_exit", "on_exit", "on_reload", "on_starting", "post_fork", "post_worker_init"]

@@ -12,11 +12,14 @@ import logging
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from apigw.admin import admin_allowed
 from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     CONSUMER_KEY,
+    EXCHANGE_KEY,
     KEY_IN_PROTOCOL_KEY,
     KEYRING_KEY,
+    OBSERVER_KEY,
     OPEN_PATHS_KEY,
     OPEN_PREFIXES_KEY,
     REQUEST_GATE_KEY,
@@ -31,6 +34,7 @@ from apigw.shared.headers import (
     request_id_from,
 )
 from apigw.shared.logs import describe_exception
+from apigw.shared.reserved import ADMIN_PATHS
 from apigw.websocket import is_websocket_upgrade, key_from_protocols
 
 log = logging.getLogger("apigw.shared.errors")
@@ -42,6 +46,9 @@ def _is_open(request: web.Request) -> bool:
     app = request.app
     # The raw path, not request.path: yarl resolves dot-segments in the decoded one.
     path = request.raw_path.partition("?")[0]
+    if path in ADMIN_PATHS:
+        # Open to the admin networks only; anyone else meets the key check like anywhere.
+        return admin_allowed(request)
     return path in app[OPEN_PATHS_KEY] or path.startswith(app[OPEN_PREFIXES_KEY])
 
 
@@ -57,6 +64,33 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         headers[REQUEST_ID_HEADER] = request_id
         # aiohttp's default names Python's version and its own; ours names none.
         headers[hdrs.SERVER] = request.app[SERVER_HEADER_KEY]
+    return response
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The gateway's outermost layer: gives the request its id and trace context, and records
+    it when its answer is done (metrics, the access log line, the span). Every response
+    carries the request id and the configured Server header."""
+    observer = request.app[OBSERVER_KEY]
+    exchange = observer.begin(request)
+    request[EXCHANGE_KEY] = exchange
+    request[REQUEST_ID_KEY] = exchange.request_id
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        # A redirect (error_middleware turns every error status into a response).
+        observer.finish(request, exchange, exc.status, None)
+        raise
+    except BaseException:
+        # Cancelled: the client went away and aiohttp stopped the handler.
+        observer.finish(request, exchange, CLIENT_CLOSED_REQUEST, None)
+        raise
+    if not response.prepared:
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = exchange.request_id
+        headers[hdrs.SERVER] = request.app[SERVER_HEADER_KEY]
+    observer.finish(request, exchange, response.status, response)
     return response
 
 
@@ -89,13 +123,20 @@ def _abort_started(request: web.Request, exc: Exception) -> web.StreamResponse:
 
 def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     request_id = request[REQUEST_ID_KEY]
+    # The gateway's errors carry the trace id too (the services have no trace context).
+    exchange = request.get(EXCHANGE_KEY)
+    trace_id = None if exchange is None else exchange.trace_id
     if isinstance(exc, ProblemError):
-        response = render_error(exc, request_id)
+        response = render_error(exc, request_id, trace_id)
+        if exchange is not None:
+            exchange.reason = exc.reason
     elif isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc  # a redirect raised by a handler is an answer, not an error
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        response = problem_response(exc.status, exc.reason, request_id, headers=headers)
+        response = problem_response(
+            exc.status, exc.reason, request_id, headers=headers, trace_id=trace_id
+        )
     elif isinstance(exc, ConnectionError):
         # The client went away mid-reply: nothing can be sent, and it is not our fault.
         return web.Response(status=CLIENT_CLOSED_REQUEST)
@@ -103,7 +144,7 @@ def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         # The exception's message may hold request headers (secrets included): log its type
         # and where it was raised, never its text.
         log.error("unhandled error in request %s: %s", request_id, describe_exception(exc))
-        response = problem_response(500, "Internal error.", request_id)
+        response = problem_response(500, "Internal error.", request_id, trace_id=trace_id)
     if request.body_exists and not request.content.at_eof():
         # A refused upload is not drained for long (aiohttp would read it for up to 10 s to
         # keep the connection): the connection closes after the short lingering time.
@@ -124,9 +165,18 @@ async def request_gate_middleware(request: web.Request, handler: Handler) -> web
     gate.check(request)
     gate.enter()
     try:
-        return await handler(request)
+        response = await handler(request)
+    except ProblemError as exc:
+        exc.close |= gate.draining
+        raise
     finally:
         gate.leave()
+    if gate.draining and not response.prepared:
+        # As Envoy drains: answers during the drain carry Connection: close, so keep-alive
+        # clients reconnect (to a live process) instead of racing the close of an idle
+        # connection when the listener goes. The proxy does the same for what it streams.
+        response.force_close()
+    return response
 
 
 @web.middleware
@@ -170,7 +220,7 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
 
 
 GATEWAY_MIDDLEWARES = (
-    request_id_middleware,
+    observe_middleware,
     error_middleware,
     request_gate_middleware,
     client_key_middleware,

@@ -5,3 +5,5 @@
 - `openapi/`: Swagger UI, and the gateway's merged page of its backends' documents;
 - `config/` and `shared/`: what both products use (tests/test_layering.py keeps it that way).
 """
+
+__version__ = "0.1.0"

@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from time import monotonic
+from typing import TYPE_CHECKING
 
 from aiohttp import StreamReader
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from apigw.shared.errors import ProblemError
+
+if TYPE_CHECKING:
+    from apigw.metrics import RouteStats
 
 
 class RequestBody:
@@ -24,7 +28,7 @@ class RequestBody:
     connection, and the proxy answers with this instead.
     """
 
-    __slots__ = ("_content", "_deadline", "_idle_timeout", "_max_bytes", "error", "sent")
+    __slots__ = ("_content", "_deadline", "_idle_timeout", "_max_bytes", "_stats", "error", "sent")
 
     def __init__(
         self,
@@ -33,7 +37,9 @@ class RequestBody:
         max_bytes: int | None,
         idle_timeout: float | None,
         deadline: float | None = None,
+        stats: RouteStats | None = None,
     ) -> None:
+        self._stats = stats  # the route's counters: bytes are counted as they flow
         self._content = content
         self._max_bytes = max_bytes
         self._idle_timeout = idle_timeout
@@ -72,6 +78,8 @@ class RequestBody:
                 )
                 raise self.error
             self.sent += len(chunk)
+            if self._stats is not None:
+                self._stats.bytes_in += len(chunk)
             if limit is not None and self.sent > limit:
                 self.error = ProblemError(
                     413, f"The request body is larger than {limit} bytes.", close=True

@@ -18,11 +18,15 @@ from aiohttp import web
 
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.lifecycle import install_signal_handlers
+from apigw.metrics_share import make_shared_dir, record_reload, remove_shared_dir, retire_worker
+from apigw.shared.appkeys import OBSERVER_KEY
 from apigw.shared.cli import finish_requests, setup_logging
 from apigw.shared.logs import install_redaction
 
 # Where the master keeps the last config that passed its checks, on its own objects.
 _SETTINGS_ATTR = "apigw_settings"
+# ... and the directory its workers share their metrics in (apigw/metrics_share.py).
+_METRICS_ATTR = "apigw_metrics_dir"
 
 
 def on_starting(server: Any) -> None:
@@ -33,6 +37,7 @@ def on_starting(server: Any) -> None:
         sys.stderr.write(f"gateway: config error: {exc}\n")
         sys.exit(2)
     _accept(server, settings)
+    setattr(server, _METRICS_ATTR, make_shared_dir())
 
 
 def on_reload(server: Any) -> None:
@@ -42,6 +47,9 @@ def on_reload(server: Any) -> None:
     except ConfigError as exc:
         server.log.error("config reload failed, keeping the running config: %s", exc)
         settings = getattr(server, _SETTINGS_ATTR)
+        record_reload(getattr(server, _METRICS_ATTR), ok=False)
+    else:
+        record_reload(getattr(server, _METRICS_ATTR), ok=True)
     _accept(server, settings)
 
 
@@ -55,16 +63,18 @@ def _accept(server: Any, settings: GatewaySettings) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     """Worker, just forked: it serves the settings the master checked."""
+    # A SIGTERM that comes while the worker boots would be lost (first the master's inherited
+    # handler takes it, then uvloop drops signals that arrive before its loop runs), and the
+    # worker would never stop. Held pending until the drain handler is in place instead; first
+    # thing, so the window since the fork is as short as gunicorn allows.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     settings: GatewaySettings = getattr(server, _SETTINGS_ATTR)
     setattr(worker, _SETTINGS_ATTR, settings)
+    setattr(worker, _METRICS_ATTR, getattr(server, _METRICS_ATTR))
     # gunicorn configures only its own loggers: without this, the gateway's log lines would
     # reach Python's last-resort handler unformatted, and unredacted.
     setup_logging()
     install_redaction([settings.gateway_secret])
-    # A SIGTERM that comes while the worker boots would be lost (first the master's inherited
-    # handler takes it, then uvloop drops signals that arrive before its loop runs), and the
-    # worker would never stop. Held pending until the drain handler is in place instead.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def post_worker_init(worker: Any) -> None:
@@ -100,6 +110,8 @@ def post_worker_init(worker: Any) -> None:
 
     async def app_factory() -> web.AppRunner:
         app = await factory(settings)
+        # One scrape of any worker answers for all of them.
+        app[OBSERVER_KEY].share(getattr(worker, _METRICS_ATTR))
         app.on_startup.append(on_startup)
         app.on_cleanup.append(on_cleanup)
         # The worker serves a runner it is given as it is; this one is ours to drain.
@@ -114,6 +126,18 @@ def post_worker_init(worker: Any) -> None:
         return runner
 
     worker.wsgi = app_factory
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master, a worker is gone (exited or killed): its counters stay, its gauges go."""
+    retire_worker(getattr(server, _METRICS_ATTR), worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Master, stopping: the workers' metrics go with it."""
+    directory = getattr(server, _METRICS_ATTR, None)
+    if directory is not None:
+        remove_shared_dir(directory)
 
 
 async def _heartbeat(worker: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from time import monotonic
+from time import monotonic, perf_counter
 
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
@@ -13,20 +13,24 @@ from yarl import URL
 
 from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
+from apigw.exchange import Exchange
+from apigw.metrics import Metrics, RouteStats
 from apigw.retries import may_retry
-from apigw.routing import RouteTable, check_target
+from apigw.routing import RouteTable, check_path, check_target
 from apigw.shared.appkeys import (
     CONSUMER_KEY,
+    EXCHANGE_KEY,
     KEY_IN_PROTOCOL_KEY,
     LONG_LIVED_KEY,
+    OBSERVER_KEY,
     PROXY_KEY,
-    REQUEST_ID_KEY,
     SESSION_KEY,
     SETTINGS_KEY,
 )
 from apigw.shared.errors import ProblemError, abort_connection, problem_response
 from apigw.shared.headers import (
     REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
     downstream_response_headers,
     request_id_from,
     upstream_request_headers,
@@ -41,6 +45,7 @@ log = logging.getLogger("apigw.proxy")
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+NO_ROUTE = "No route matches this path."
 
 
 def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
@@ -73,9 +78,11 @@ class ProxyState:
 
     __slots__ = ("pools", "routes", "secret", "server", "settings")
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
         self.settings = settings
-        self.pools = tuple(UpstreamPool(route) for route in settings.routes)
+        self.pools = tuple(
+            UpstreamPool(route, metrics.route(route.prefix)) for route in settings.routes
+        )
         self.routes: RouteTable[UpstreamPool] = RouteTable(
             {pool.route.prefix: pool for pool in self.pools}
         )
@@ -86,13 +93,25 @@ class ProxyState:
 class Proxy:
     """The proxying handler, with everything it needs prepared at start-up or reload."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.state = ProxyState(settings)
+    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.state = ProxyState(settings, metrics)
+        # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
+        self.draining = False
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
-        self.state = ProxyState(settings)
+        self.state = ProxyState(settings, self.metrics)
         return self.state
+
+    def route_stats(self, path: str) -> RouteStats | None:
+        """The stats of the route a raw path would take (for requests answered before routing,
+        such as a 401); None when no route matches or the path is not one the proxy takes."""
+        try:
+            pool = self.state.routes.match(check_path(path))
+        except ProblemError:
+            return None
+        return None if pool is None else pool.stats
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         # Read once: this request sees one generation even if a reload lands meanwhile.
@@ -101,19 +120,23 @@ class Proxy:
         path = check_target(raw)
         pool = state.routes.match(path)
         if pool is None:
-            raise ProblemError(404, "No route matches this path.")
+            raise ProblemError(404, NO_ROUTE)
         consumer = request.get(CONSUMER_KEY)
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
             raise ProblemError(401, "A valid API key is required in the x-api-key header.")
-        request_id = request[REQUEST_ID_KEY]
+        exchange = request[EXCHANGE_KEY]
+        stats = exchange.stats = pool.stats
+        stats.in_flight += 1  # observe_middleware takes it back when the answer is done
         headers = upstream_request_headers(
             request.headers,
             secret=state.secret,
             consumer=consumer,
-            request_id=request_id,
+            request_id=exchange.request_id,
             client_ip=request.remote,
             scheme=request.scheme,
+            traceparent=exchange.traceparent,
+            tracestate=exchange.tracestate,
         )
         if hdrs.UPGRADE in request.headers and is_websocket_upgrade(request.headers):
             if pool.route.websocket.enabled:
@@ -140,11 +163,12 @@ class Proxy:
                     )
                 # The server framed the body by this length, so exactly this many bytes follow.
                 headers[hdrs.CONTENT_LENGTH] = str(length)
-            body = RequestBody(
+            body = exchange.body = RequestBody(
                 request.content,
                 max_bytes=route.max_body_bytes,
                 idle_timeout=route.timeouts.body_idle,
                 deadline=deadline,
+                stats=stats,
             )
         # Picked last: a pick may claim a half-open trial, which every path below settles.
         target = pool.pick()
@@ -163,19 +187,27 @@ class Proxy:
                 raise
             request.writer.output_size = 0
         target.in_flight += 1
+        exchange.target = target
+        exchange.attempts = 1
+        exchange.attempt_start = perf_counter()
         try:
-            upstream = await self._attempt(request, pool, target, headers, body, streaming)
+            upstream = await self._attempt(
+                request, pool, target, headers, body, exchange, streaming
+            )
         except BaseException as exc:
             target.in_flight -= 1
             upstream, target = await self._retry(
-                request, pool, target, headers, body, deadline, exc, streaming
+                request, pool, target, headers, body, deadline, exc, exchange, streaming
             )
+        exchange.upstream_s = perf_counter() - exchange.attempt_start
+        if exchange.span is not None:
+            request.app[OBSERVER_KEY].attempt_done(exchange, upstream.status, None)
         try:
             if upstream.status >= 500 and pool.health.fail_on_5xx:
                 pool.failed(target)
             else:
                 pool.succeeded(target)
-            return await self._relay(request, upstream, pool, target, deadline, streaming)
+            return await self._relay(request, upstream, pool, target, deadline, exchange, streaming)
         finally:
             target.in_flight -= 1
             upstream.release()
@@ -187,8 +219,14 @@ class Proxy:
         target: Target,
         headers: CIMultiDict[str],
         body: RequestBody | None,
+        exchange: Exchange,
         streaming: bool,
     ) -> Awaitable[aiohttp.ClientResponse]:
+        if exchange.span is not None:
+            # Exporting spans: this attempt has its own, and the backend's parent is it.
+            headers[TRACEPARENT_HEADER] = request.app[OBSERVER_KEY].attempt_started(
+                exchange, request.method, target, request.raw_path
+            )
         # request_gate_middleware lets only FORWARDED_METHODS through.
         return request.app[SESSION_KEY].request(
             request.method,
@@ -208,12 +246,16 @@ class Proxy:
         body: RequestBody | None,
         deadline: float | None,
         exc: BaseException,
+        exchange: Exchange,
         streaming: bool,
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """After a failed attempt: send again elsewhere when retries.py allows it, else raise
         what the client gets. Off the hot path: only failures come here."""
         tried: list[Target] = []
+        stats = pool.stats
         while True:
+            if exchange.span is not None:
+                request.app[OBSERVER_KEY].attempt_done(exchange, None, exc)
             # A body stopped by its own limits surfaces as a connection error: say why.
             if body is not None and body.error is not None:
                 pool.released(target)
@@ -222,6 +264,8 @@ class Proxy:
                 pool.released(target)
                 raise exc
             pool.failed(target)
+            kind = error_kind(exc)
+            stats.errors[kind] = stats.errors.get(kind, 0) + 1
             tried.append(target)
             retry = None
             if may_retry(pool.route, len(tried), exc, request.method, body) and (
@@ -229,19 +273,24 @@ class Proxy:
             ):
                 retry = pool.pick_retry(tried)
             if retry is None:
-                raise _upstream_error(exc, target.base, request[REQUEST_ID_KEY]) from None
+                raise _upstream_error(exc, kind, target.base, exchange.request_id) from None
             log.warning(
                 "upstream %s failed for request %s: %s; retrying on %s",
                 target.base,
-                request[REQUEST_ID_KEY],
+                exchange.request_id,
                 type(exc).__name__,
                 retry.base,
             )
-            target = retry
+            stats.retries += 1
+            target = exchange.target = retry
             target.in_flight += 1
+            exchange.attempts += 1
+            exchange.attempt_start = perf_counter()
             try:
-                attempt = self._attempt(request, pool, target, headers, body, streaming)
-                return await attempt, target
+                upstream = await self._attempt(
+                    request, pool, target, headers, body, exchange, streaming
+                )
+                return upstream, target
             except BaseException as again:
                 target.in_flight -= 1
                 exc = again
@@ -253,16 +302,23 @@ class Proxy:
         pool: UpstreamPool,
         target: Target,
         deadline: float | None,
+        exchange: Exchange,
         streaming: bool,
     ) -> web.StreamResponse:
         if upstream.status == 101:
-            raise ProblemError(502, "The upstream tried to switch protocols.")
-        request_id = request[REQUEST_ID_KEY]
+            raise ProblemError(
+                502, "The upstream tried to switch protocols.", reason="upstream_protocol"
+            )
+        request_id = exchange.request_id
+        stats = pool.stats
+        exchange.upstream_status = upstream.status
         response = web.StreamResponse(
             status=upstream.status,
             reason=upstream.reason,
             headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
         )
+        if self.draining:
+            response.force_close()  # sends Connection: close; see request_gate_middleware
         if streaming or _media_type(upstream.headers) in pool.stream_types:
             registry = request.app[LONG_LIVED_KEY]
             return await relay_stream(request, upstream, response, pool, target, registry)
@@ -274,6 +330,9 @@ class Proxy:
                     chunk = await read()
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     pool.failed(target)
+                    kind = error_kind(exc)
+                    stats.errors[kind] = stats.errors.get(kind, 0) + 1
+                    exchange.reason = f"upstream_{kind}"
                     log.warning(
                         "upstream %s failed mid-response for request %s: %s; aborting the client",
                         target.base,
@@ -289,13 +348,19 @@ class Proxy:
                         "request %s took longer than its total timeout; aborting the client",
                         request_id,
                     )
+                    exchange.reason = "total_timeout"
                     abort_connection(request)
                     return response
+                # Counted as it flows: a long download shows in the metrics while it runs.
+                size = len(chunk)
+                stats.bytes_out += size
+                exchange.bytes_out += size
                 await response.write(chunk)
             await response.write_eof()
         except ConnectionError:
             # The client went away (reset, or lost while we waited to write); release()
             # then closes the upstream connection, whose response was not read to the end.
+            exchange.reason = "client_abort"
             abort_connection(request)
         return response
 
@@ -310,19 +375,35 @@ def _all_down(pool: UpstreamPool) -> ProblemError:
         503,
         "No upstream of this route is healthy; retry later.",
         headers={hdrs.RETRY_AFTER: str(pool.retry_after())},
+        reason="no_healthy_upstream",
     )
 
 
-def _upstream_error(exc: Exception, base: str, request_id: str) -> ProblemError:
+def error_kind(exc: BaseException) -> str:
+    """What went wrong with an upstream attempt, as the metrics and the access log name it."""
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return "connect"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, OSError)):
+        return "reset"
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
+        return "protocol"
+    return "other"
+
+
+def _upstream_error(exc: Exception, kind: str, base: str, request_id: str) -> ProblemError:
     if isinstance(exc, TimeoutError):
         log.warning("upstream %s timed out for request %s", base, request_id)
-        return ProblemError(504, "The upstream did not answer in time.")
+        return ProblemError(504, "The upstream did not answer in time.", reason=f"upstream_{kind}")
     log.warning("upstream %s unreachable for request %s: %s", base, request_id, type(exc).__name__)
-    return ProblemError(502, "The upstream could not be reached.")
+    return ProblemError(502, "The upstream could not be reached.", reason=f"upstream_{kind}")
 
 
 def setup_proxy(app: web.Application) -> Proxy:
-    proxy = Proxy(app[SETTINGS_KEY])
+    proxy = Proxy(app[SETTINGS_KEY], app[OBSERVER_KEY].metrics)
+    app[OBSERVER_KEY].route_of = proxy.route_stats
+    app[OBSERVER_KEY].metrics.pools = lambda: proxy.state.pools
     app[PROXY_KEY] = proxy
     app.cleanup_ctx.append(session_ctx)
     return proxy

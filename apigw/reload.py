@@ -13,7 +13,13 @@ import os
 from aiohttp import web
 
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
-from apigw.shared.appkeys import HEALTH_CHECKS_KEY, KEYRING_KEY, PROXY_KEY, SESSION_KEY
+from apigw.shared.appkeys import (
+    HEALTH_CHECKS_KEY,
+    KEYRING_KEY,
+    OBSERVER_KEY,
+    PROXY_KEY,
+    SESSION_KEY,
+)
 
 log = logging.getLogger("apigw.reload")
 
@@ -49,6 +55,7 @@ class Reloader:
                 )
             except ConfigError as exc:
                 log.error("config reload failed, keeping the running config: %s", exc)
+                self._app[OBSERVER_KEY].reloaded(False)
                 return False
             self.apply(settings)
             return True
@@ -60,6 +67,7 @@ class Reloader:
         state = app[PROXY_KEY].swap(settings)
         app[KEYRING_KEY].replace(settings.consumers)
         app[HEALTH_CHECKS_KEY].restart(app[SESSION_KEY], state)
+        app[OBSERVER_KEY].reloaded(True)
         log.info(
             "config reloaded from %s: %d routes, %d consumers",
             settings.source,
@@ -68,7 +76,7 @@ class Reloader:
         )
         fixed = [
             name
-            for name in ("pool", "limits", "shutdown", "access_log")
+            for name in ("pool", "limits", "shutdown", "access_log", "metrics", "tracing")
             if getattr(settings, name) != getattr(current, name)
         ]
         if fixed:

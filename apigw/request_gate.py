@@ -70,6 +70,7 @@ class RequestGate:
         "_max_header_bytes",
         "_max_headers",
         "_max_line",
+        "draining",
         "in_flight",
         "max_in_flight",
     )
@@ -81,6 +82,8 @@ class RequestGate:
         self._max_headers = limits.max_headers
         self.max_in_flight = limits.max_in_flight
         self.in_flight = 0
+        # Set once SIGTERM starts the drain (lifecycle.py).
+        self.draining = False
 
     def check(self, request: web.BaseRequest) -> None:
         """Raise a `ProblemError` (which closes the connection) for a head the gateway refuses."""
@@ -162,7 +165,11 @@ class RequestGate:
         """Count one more request in flight, or refuse it with a 503 when at the cap."""
         if self.in_flight >= self.max_in_flight:
             raise ProblemError(
-                503, "The gateway is at capacity; retry shortly.", headers=_RETRY_AFTER, close=True
+                503,
+                "The gateway is at capacity; retry shortly.",
+                headers=_RETRY_AFTER,
+                close=True,
+                reason="overloaded",
             )
         self.in_flight += 1
 

@@ -58,18 +58,35 @@ def check_path(raw_path: str) -> str:
 
 
 class RouteTable(Generic[T]):
-    """Maps a checked path to the target of the longest matching prefix."""
+    """Maps a checked path to the target of the longest matching prefix.
 
-    __slots__ = ("_entries", "_root")
+    A lookup costs one dict probe per path segment at most, whatever the number of routes: it
+    starts from the path cut to the deepest prefix's segment count, then tries each shorter
+    cut at a '/', so the first hit is the longest prefix that ends on a segment boundary.
+    """
+
+    __slots__ = ("_by_prefix", "_depth", "_root")
 
     def __init__(self, entries: dict[str, T]) -> None:
-        # Longest first, so the first match is the longest prefix.
-        ordered = sorted(entries.items(), key=lambda item: len(item[0]), reverse=True)
-        self._entries = tuple((p, p + "/", t) for p, t in ordered if p != "/")
+        self._by_prefix = {p: t for p, t in entries.items() if p != "/"}
+        self._depth = max((p.count("/") for p in self._by_prefix), default=0)
         self._root = entries.get("/")
 
     def match(self, path: str) -> T | None:
-        for prefix, with_slash, target in self._entries:
-            if path.startswith(with_slash) or path == prefix:
+        by_prefix = self._by_prefix
+        # Nothing deeper than the deepest prefix can match: a path of thousands of segments
+        # costs as many probes as the table has levels, not one per segment.
+        end = 0
+        for _ in range(self._depth):
+            end = path.find("/", end + 1)
+            if end < 0:
+                break
+        candidate = path if end < 0 else path[:end]
+        while True:
+            target = by_prefix.get(candidate)
+            if target is not None:
                 return target
-        return self._root
+            cut = candidate.rfind("/")
+            if cut <= 0:
+                return self._root
+            candidate = candidate[:cut]

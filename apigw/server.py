@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from aiohttp import hdrs, http_parser, web
@@ -80,6 +80,8 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
         self._line_limit = line_limit
         self._server_header = server_header
         self.rejections = RateLimitedLog(self.logger)
+        # Told of each answer given here (the gateway's metrics count them; see exchange.py).
+        self.on_answer: Callable[[int], None] | None = None
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -120,6 +122,8 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
                 request.remote,
                 kind,
             )
+        if self.on_answer is not None:
+            self.on_answer(status)
         response = problem_response(status, detail, request_id_from(None))
         response.headers[hdrs.SERVER] = self._server_header
         response.force_close()

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from apigw.config import ServerLimits, Shutdown
-from apigw.shared.appkeys import LONG_LIVED_KEY, REQUEST_GATE_KEY
+from apigw.shared.appkeys import LIFECYCLE_KEY, LONG_LIVED_KEY, REQUEST_GATE_KEY
 from apigw.shared.errors import ProblemError, abort_connection
 from apigw.tunnel import Tunnel
 from apigw.upstreams import Target, UpstreamPool
@@ -121,8 +121,10 @@ class LongLived:
         """The counterpart of `admit`, whether or not the exchange got going."""
         self._gate.in_flight += 1
 
-    async def on_shutdown(self, app: web.Application, shutdown: Shutdown) -> None:
-        """The listener is closed: tunnels go away now, streams when the grace period ends."""
+    def listener_closing(self, shutdown: Shutdown) -> None:
+        """The listener closes: tunnels go away now, streams when the grace period ends."""
+        if self.draining:
+            return
         self.draining = True
         for tunnel in list(self.tunnels):
             tunnel.go_away("shutdown")
@@ -215,9 +217,11 @@ async def _pump(
 def setup_long_lived(app: web.Application, shutdown: Shutdown, limits: ServerLimits) -> LongLived:
     registry = LongLived(limits, app[REQUEST_GATE_KEY])
     app[LONG_LIVED_KEY] = registry
+    app[LIFECYCLE_KEY].listener_closing.append(lambda: registry.listener_closing(shutdown))
 
     async def drain_long_lived(app: web.Application) -> None:
-        await registry.on_shutdown(app, shutdown)
+        # Without the gateway's signal handlers (an app run by a test harness): at cleanup.
+        registry.listener_closing(shutdown)
 
     app.on_shutdown.append(drain_long_lived)
     return registry

@@ -16,6 +16,7 @@ from time import monotonic
 import aiohttp
 
 from apigw.config import Health, Route
+from apigw.metrics import RouteStats
 
 log = logging.getLogger("apigw.upstreams")
 
@@ -73,6 +74,7 @@ class UpstreamPool:
         "_least",
         "health",
         "route",
+        "stats",
         "stream_paths",
         "stream_timeout",
         "stream_types",
@@ -81,8 +83,10 @@ class UpstreamPool:
         "total",
     )
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, stats: RouteStats | None = None) -> None:
         self.route = route
+        # The route's counters (apigw/metrics.py), kept by the worker across reloads.
+        self.stats = stats if stats is not None else RouteStats(route.prefix)
         self.health: Health = route.health
         self.targets = tuple(Target(base) for base in route.upstreams)
         self.timeout = make_client_timeout(route)
@@ -169,6 +173,7 @@ class UpstreamPool:
         if target.trial:
             target.trial = False
             target.ejected_until = monotonic() + self.health.eject_seconds
+            self._count_ejection(target)
             log.warning(
                 "upstream %s of %s failed its trial; ejected for %gs",
                 target.base,
@@ -178,6 +183,7 @@ class UpstreamPool:
         elif not target.ejected and target.failures >= self.health.max_failures:
             target.ejected_until = monotonic() + self.health.eject_seconds
             self._set(target, ejected=True)
+            self._count_ejection(target)
             log.warning(
                 "upstream %s of %s ejected for %gs after %d consecutive failures",
                 target.base,
@@ -185,6 +191,10 @@ class UpstreamPool:
                 self.health.eject_seconds,
                 target.failures,
             )
+
+    def _count_ejection(self, target: Target) -> None:
+        ejections = self.stats.ejections
+        ejections[target.base] = ejections.get(target.base, 0) + 1
 
     def released(self, target: Target) -> None:
         """The attempt ended for a reason that says nothing about the target."""

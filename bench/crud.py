@@ -19,8 +19,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import DEMO_KEY, TEST_SECRET, free_port
-from tests.procs import Proc, System, python_script
+from tests.support import KEY, SECRET_HEADERS, TEST_SECRET
+from tests.support.processes import System, docs_listing
 
 # Requests per second, latencies in ms, and the count of each status.
 Result = tuple[float, list[float], dict[int, int]]
@@ -63,79 +63,58 @@ def row(name: str, result: Result) -> str:
     return f"{name:<44} {rate:>8.0f} req/s  p50 {q[49]:6.2f} ms  p99 {q[98]:6.2f} ms  {statuses}"
 
 
+async def measure(n: int, c: int, workdir: Path) -> None:
+    system = System(workdir, secret=TEST_SECRET)
+    try:
+        users, orders = system.service("users"), system.service("orders")
+        await users.ready()
+        await orders.ready()
+        began = time.perf_counter()
+        gateway = system.gateway()
+        await gateway.ready()
+        await docs_listing(gateway, {"/users/{user_id}", "/orders/{order_id}"})
+        merged_after = time.perf_counter() - began
+        print("idle RSS after start-up (MB):")
+        for proc in system.procs:
+            print(f"  {proc.name:<8} {rss_mb(proc.popen.pid):6.1f}")
+        print(f"gateway spawn -> /docs merged: {merged_after * 1000:.0f} ms (process start-up)")
+
+        gw = gateway.url
+        print(f"\n{n} requests, {c} concurrent:")
+        print(row("GET /users/1 via gateway", await load("GET", gw + "/users/1", KEY, None, n, c)))
+        direct = await load("GET", users.url + "/users/1", SECRET_HEADERS, None, n, c)
+        print(row("GET /users/1 direct (secret)", direct))
+        bodies = [{"user_id": i % 3 + 1, "item": f"Item {i}"} for i in range(n)]
+        print(
+            row("POST /orders via gateway", await load("POST", gw + "/orders", KEY, bodies, n, c))
+        )
+        page = await load("GET", gw + "/orders?limit=20", KEY, None, n, c)
+        print(row("GET /orders?limit=20 via gateway", page))
+
+        # A second users service on the same database file: two processes writing at once.
+        second = system.service("users")
+        await second.ready()
+
+        def people(tag: str) -> list[object]:
+            return [{"name": f"P{i}", "email": f"{tag}{i}@example.com"} for i in range(n)]
+
+        one, two = await asyncio.gather(
+            load("POST", users.url + "/users", SECRET_HEADERS, people("a"), n, c),
+            load("POST", second.url + "/users", SECRET_HEADERS, people("b"), n, c),
+        )
+        print(row("POST /users, process 1 of 2 on one file", one))
+        print(row("POST /users, process 2 of 2 on one file", two))
+    finally:
+        system.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    n, c = args.requests, args.concurrency
-    key = {"x-api-key": DEMO_KEY}
-    secret = {"x-gateway-secret": TEST_SECRET}
-
     with tempfile.TemporaryDirectory() as tmp:
-        system = System(Path(tmp), secret=TEST_SECRET)
-        try:
-            system.start("users", "orders")
-            began = time.perf_counter()
-            system.start("gateway")
-            system.wait_for_docs({"/users/{user_id}", "/orders/{order_id}"})
-            merged_after = time.perf_counter() - began
-            print("idle RSS after start-up (MB):")
-            for name, proc in system.procs.items():
-                print(f"  {name:<8} {rss_mb(proc.popen.pid):6.1f}")
-            print(f"gateway spawn -> /docs merged: {merged_after * 1000:.0f} ms (process start-up)")
-
-            gw, users = system.gateway, system.url("users")
-            print(f"\n{n} requests, {c} concurrent:")
-            print(
-                row(
-                    "GET /users/1 via gateway",
-                    asyncio.run(load("GET", gw + "/users/1", key, None, n, c)),
-                )
-            )
-            print(
-                row(
-                    "GET /users/1 direct (secret)",
-                    asyncio.run(load("GET", users + "/users/1", secret, None, n, c)),
-                )
-            )
-            orders = [{"user_id": i % 3 + 1, "item": f"Item {i}"} for i in range(n)]
-            print(
-                row(
-                    "POST /orders via gateway",
-                    asyncio.run(load("POST", gw + "/orders", key, orders, n, c)),
-                )
-            )
-            print(
-                row(
-                    "GET /orders?limit=20 via gateway",
-                    asyncio.run(load("GET", gw + "/orders?limit=20", key, None, n, c)),
-                )
-            )
-
-            # A second users service on the same database file: two processes writing at once.
-            port = free_port()
-            argv = python_script("users_service.py", "--port", str(port))
-            second = Proc("users-2", argv, port, system.env, Path(tmp))
-            second.wait_listening()
-
-            async def both() -> tuple[Result, Result]:
-                def people(tag: str) -> list[object]:
-                    return [{"name": f"P{i}", "email": f"{tag}{i}@example.com"} for i in range(n)]
-
-                return await asyncio.gather(
-                    load("POST", users + "/users", secret, people("a"), n, c),
-                    load("POST", f"http://127.0.0.1:{port}/users", secret, people("b"), n, c),
-                )
-
-            try:
-                one, two = asyncio.run(both())
-            finally:
-                second.stop()
-            print(row("POST /users, process 1 of 2 on one file", one))
-            print(row("POST /users, process 2 of 2 on one file", two))
-        finally:
-            system.stop()
+        asyncio.run(measure(args.requests, args.concurrency, Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "secret002oUdaRJA"
 GiB = 1 << 30
+# The environment every proxy under test gets (the upstream URLs are added once known).
+BENCH_ENV = {"GATEWAY_SECRET": "bench-secret-not-the-client-key"}
 
 
 def free_port() -> int:
@@ -31,7 +33,9 @@ def free_port() -> int:
         return port
 
 
-def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], port: int, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         args,
         cwd=ROOT,
@@ -40,7 +44,7 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -49,7 +53,7 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
             break
         time.sleep(0.05)
     stop(proc)
-    raise SystemExit(f"bench: {args[1]} did not start on port {port}")
+    raise SystemExit(f"bench: {' '.join(args)} did not start on port {port}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -114,47 +118,53 @@ def main() -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is missing (apt-get install {tool})")
 
-    up_port, gw_port = free_port(), free_port()
+    up_port, gw_port, bare_port = free_port(), free_port(), free_port()
     upstream = start([sys.executable, "bench/upstream.py", str(up_port)], up_port)
-    env = {
-        "USERS_SERVICE_URL": f"http://127.0.0.1:{up_port}",
-        "ORDERS_SERVICE_URL": f"http://127.0.0.1:{up_port}",
-        "GATEWAY_SECRET": "bench-secret-not-the-client-key",
-    }
-    gateway = start([sys.executable, "gateway.py", "--port", str(gw_port)], gw_port, env)
+    direct = f"http://127.0.0.1:{up_port}"
+    BENCH_ENV.update(USERS_SERVICE_URL=direct, ORDERS_SERVICE_URL=direct)
+    gateway = start([sys.executable, "gateway.py", "--port", str(gw_port)], gw_port, BENCH_ENV)
+    bare = start([sys.executable, "bench/bare_proxy.py", str(bare_port), direct], bare_port)
     tmp = Path(tempfile.mkdtemp(prefix="apigw-bench-"))
     try:
         time.sleep(0.5)  # let start-up allocations settle before reading idle RSS
         idle = rss_mb(gateway.pid, "VmRSS")
-        direct = f"http://127.0.0.1:{up_port}"
+        bare_idle = rss_mb(bare.pid, "VmRSS")
         via = f"http://127.0.0.1:{gw_port}"
-        results: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
-        for base in (direct, via):
+        targets = {"direct": direct, "bare proxy": f"http://127.0.0.1:{bare_port}", "gateway": via}
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for base in targets.values():
             wrk(f"{base}/users/1", 1, args.conns)  # warm-up
+        # Interleaved rounds, so a busy moment on a shared box hits every target alike.
         for _ in range(args.rounds):
-            for name, base in (("direct", direct), ("gateway", via)):
-                results[name].append(wrk(f"{base}/users/1", args.seconds, args.conns))
+            for name, base in targets.items():
+                row = wrk(f"{base}/users/1", args.seconds, args.conns)
+                row["c1_p50"] = wrk(f"{base}/users/1", 2, 1)["p50"]
+                results[name].append(row)
 
         print(f"small GET /users/1, c={args.conns}, {args.rounds} rounds of {args.seconds}s")
-        print(f"{'':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        print("bare proxy: the least an aiohttp proxy does (bench/bare_proxy.py, uvloop)")
+        header = f"{'':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'c=1 p50':>8}"
+        print(header)
         for name, rows in results.items():
             print(
                 f"{name:10} {statistics.median(r['rps'] for r in rows):9.0f} "
                 f"{statistics.median(r['p50'] for r in rows):8.2f} "
                 f"{statistics.median(r['p99'] for r in rows):8.2f} "
-                f"{sum(r['bad'] for r in rows):8.0f}"
+                f"{sum(r['bad'] for r in rows):8.0f} "
+                f"{statistics.median(r['c1_p50'] for r in rows):8.2f}"
             )
-        ratio = statistics.median(
-            g["rps"] / d["rps"] for g, d in zip(results["gateway"], results["direct"], strict=True)
-        )
-        print(f"gateway/direct req/s: {ratio:.3f}")
+        for peer in ("direct", "bare proxy"):
+            ratio = statistics.median(
+                g["rps"] / d["rps"] for g, d in zip(results["gateway"], results[peer], strict=True)
+            )
+            print(f"gateway/{peer} req/s: {ratio:.3f}")
 
         if not args.no_stream:
             blob = tmp / "1g"
             with blob.open("wb") as f:
                 f.truncate(GiB)
             print(f"\n1 GiB streamed{'':4} {'down MB/s':>10} {'up MB/s':>10}  codes")
-            for name, base in (("direct", direct), ("gateway", via)):
+            for name, base in targets.items():
                 down, code_d = curl([f"{base}/users/big/{GiB}"])
                 up, code_u = curl(
                     [
@@ -175,8 +185,10 @@ def main() -> int:
             )
         else:
             print(f"\ngateway idle RSS: {idle:.1f} MB")
+        print(f"bare proxy idle RSS: {bare_idle:.1f} MB (uvloop)")
     finally:
         stop(gateway)
+        stop(bare)
         stop(upstream)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -1,4 +1,4 @@
-"""atheris fuzz target: path checking and header filtering, against tests/invariants.py.
+"""atheris fuzz target: path checking and header filtering, against tests/support/invariants.py.
 
 Run: make fuzz (FUZZ_TIME=seconds, default 60), or
      .venv/bin/python fuzz/fuzz_paths_headers.py -max_total_time=60 [corpus_dir]
@@ -14,7 +14,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from tests.invariants import (
+    from tests.support.invariants import (
         HEADER_NAMES,
         PATH_PIECES,
         PREFIXES,

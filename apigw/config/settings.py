@@ -19,11 +19,20 @@ import yaml
 from apigw.config.consumers import DEMO_KEY_DIGEST, Consumer, digest_of, parse_consumers
 from apigw.config.fields import (
     ConfigError,
-    boolean,
     byte_size,
     env_flag,
     expand_tree,
     mapping,
+)
+from apigw.config.observability import (
+    AccessLogSettings,
+    AdminSettings,
+    MetricsSettings,
+    TracingSettings,
+    parse_access_log,
+    parse_admin,
+    parse_metrics,
+    parse_tracing,
 )
 from apigw.config.process import (
     PoolSettings,
@@ -66,7 +75,10 @@ class GatewaySettings:
     pool: PoolSettings = PoolSettings()  # noqa: RUF009
     limits: ServerLimits = ServerLimits()  # noqa: RUF009
     shutdown: Shutdown = Shutdown()  # noqa: RUF009
-    access_log: bool = False
+    access_log: AccessLogSettings = AccessLogSettings()  # noqa: RUF009
+    admin: AdminSettings = AdminSettings()  # noqa: RUF009
+    metrics: MetricsSettings = MetricsSettings()  # noqa: RUF009
+    tracing: TracingSettings = TracingSettings()  # noqa: RUF009
     server_header: str = DEFAULT_SERVER_HEADER
     production: bool = False
     source: str = ""
@@ -121,6 +133,9 @@ def parse_gateway_settings(
             "server_header",
             "websocket",
             "streaming",
+            "admin",
+            "metrics",
+            "tracing",
         },
     )
     top = expand_tree(top, env, "")
@@ -151,7 +166,7 @@ def parse_gateway_settings(
     digests = {c.digest for c in consumers}
 
     pool = parse_pool(top.get("pool"))
-    access_log = boolean(top.get("access_log"), "access_log", False)
+    access_log = parse_access_log(top.get("access_log"))
     server_header = top.get("server_header", DEFAULT_SERVER_HEADER)
     if (
         not isinstance(server_header, str)
@@ -180,6 +195,9 @@ def parse_gateway_settings(
         limits=limits,
         shutdown=parse_shutdown(top.get("shutdown")),
         access_log=access_log,
+        admin=parse_admin(top.get("admin")),
+        metrics=parse_metrics(top.get("metrics")),
+        tracing=parse_tracing(top.get("tracing")),
         server_header=server_header,
         production=production,
         source=source,
@@ -191,6 +209,11 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     if explicit:
         return Path(explicit)
     return Path(__file__).resolve().parents[2] / "gateway.yaml"
+
+
+# libyaml's loader when PyYAML has it: the same safe subset, parsed ~50x faster than the pure
+# Python one, which matters for configs of thousands of routes or consumers (and on reload).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_gateway_settings(
@@ -206,7 +229,7 @@ def load_gateway_settings(
     except OSError as exc:
         raise ConfigError(f"config file {config_path}: {exc.strerror or exc}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""

@@ -1,7 +1,8 @@
 """The gateway's /docs fills in from its backends, off the request path.
 
-At start-up one background task per route fetches the backend's OpenAPI document with the
-gateway secret and merges everything fetched so far into the live document that /docs serves.
+At start-up one background task per distinct set of upstreams (routes that share their
+upstreams share one document) fetches the backend's OpenAPI document with the gateway secret,
+a few at a time, and merges everything fetched so far into the live document that /docs serves.
 A backend that is down, or answers no usable document, is asked again after a growing delay
 (capped), until its part is merged. The proxy never waits for any of this.
 """
@@ -12,7 +13,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ log = logging.getLogger("apigw.docs")
 
 # A backend's document is small; anything bigger is a mistake, not a document.
 MAX_DOCUMENT_BYTES = 4 << 20
+# Fetches under way at once: a config of a thousand routes must not open a thousand
+# connections (or run a thousand retry loops) at start-up.
+MAX_CONCURRENT_FETCHES = 4
 INTRO = (
     "Every operation goes through the gateway and needs an API key: click **Authorize** and "
     "enter yours for `x-api-key`."
@@ -72,7 +76,12 @@ class DocsPublisher:
         return tuple(p for p in self._prefixes if p not in self._documents)
 
     def add(self, prefix: str, document: Mapping[str, Any]) -> None:
-        self._documents[prefix] = document
+        self.add_shared((prefix,), document)
+
+    def add_shared(self, prefixes: Iterable[str], document: Mapping[str, Any]) -> None:
+        """One document for every route in `prefixes`, merged in one publish."""
+        for prefix in prefixes:
+            self._documents[prefix] = document
         self.publish()
 
     def publish(self) -> None:
@@ -96,11 +105,14 @@ class DocsPublisher:
 
 
 async def fetch_document(
-    session: aiohttp.ClientSession, route: Route, secret: str, limits: aiohttp.ClientTimeout
+    session: aiohttp.ClientSession,
+    upstreams: Sequence[str],
+    secret: str,
+    limits: aiohttp.ClientTimeout,
 ) -> dict[str, Any]:
-    """The first usable document among the route's upstreams, or DocumentError."""
+    """The first usable document among `upstreams` (one route's), or DocumentError."""
     problems = []
-    for base in route.upstreams:
+    for base in upstreams:
         try:
             return await _fetch_one(session, base + SPEC_PATH, secret, limits)
         except DocumentError as exc:
@@ -156,7 +168,7 @@ def make_docs_session() -> aiohttp.ClientSession:
     connections: one connection per fetch, closed after it (a few fetches per start-up).
     """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(force_close=True, limit=8),
+        connector=aiohttp.TCPConnector(force_close=True, limit=MAX_CONCURRENT_FETCHES),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=(hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT),
@@ -167,28 +179,49 @@ async def merge_when_ready(
     session: aiohttp.ClientSession,
     secret: str,
     publisher: DocsPublisher,
-    route: Route,
+    routes: Sequence[Route],
     backoff: Backoff,
+    slots: asyncio.Semaphore,
 ) -> None:
-    """Fetch `route`'s document until one arrives, then merge it; runs in the background."""
-    limits = aiohttp.ClientTimeout(total=backoff.fetch_timeout, sock_connect=route.timeouts.connect)
+    """Fetch the document of `routes` (which share their upstreams) until one arrives, then
+    merge it for all of them; runs in the background, one fetch at a time per `slots`."""
+    upstreams = routes[0].upstreams
+    names = _describe(routes)
+    connect = min(route.timeouts.connect for route in routes)
+    limits = aiohttp.ClientTimeout(total=backoff.fetch_timeout, sock_connect=connect)
     for attempt, delay in enumerate(backoff.delays(), start=1):
         try:
-            document = await fetch_document(session, route, secret, limits)
+            async with slots:
+                document = await fetch_document(session, upstreams, secret, limits)
         except DocumentError as exc:
             # Loud once; a backend that stays down for hours should not flood the log.
             level = logging.WARNING if attempt == 1 else logging.DEBUG
-            log.log(level, "no API description for %s yet (%s)", route.prefix, exc)
+            log.log(level, "no API description for %s yet (%s)", names, exc)
             await asyncio.sleep(delay)
             continue
         try:
-            publisher.add(route.prefix, document)
+            publisher.add_shared((route.prefix for route in routes), document)
         except Exception:
             # A bug in the merge must show, not end this task silently.
-            log.exception("could not merge the API description of %s", route.prefix)
+            log.exception("could not merge the API description of %s", names)
             return
-        log.info("merged the API description of %s after %d attempt(s)", route.prefix, attempt)
+        log.info("merged the API description of %s after %d attempt(s)", names, attempt)
         return
+
+
+def _describe(routes: Sequence[Route]) -> str:
+    # A log line names a few routes, not a thousand.
+    shown = ", ".join(route.prefix for route in routes[:3])
+    more = len(routes) - 3
+    return shown if more <= 0 else f"{shown} and {more} more route(s)"
+
+
+def routes_by_upstreams(routes: Iterable[Route]) -> list[list[Route]]:
+    """Routes grouped by their upstream list, in config order: one document fetch per group."""
+    groups: dict[tuple[str, ...], list[Route]] = {}
+    for route in routes:
+        groups.setdefault(tuple(route.upstreams), []).append(route)
+    return list(groups.values())
 
 
 def setup_backend_docs(
@@ -201,11 +234,12 @@ def setup_backend_docs(
 
     async def backend_docs_ctx(app: web.Application) -> AsyncIterator[None]:
         session = make_docs_session()
+        slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         tasks = [
             asyncio.create_task(
-                merge_when_ready(session, settings.gateway_secret, publisher, route, policy)
+                merge_when_ready(session, settings.gateway_secret, publisher, group, policy, slots)
             )
-            for route in settings.routes
+            for group in routes_by_upstreams(settings.routes)
         ]
         yield
         for task in tasks:

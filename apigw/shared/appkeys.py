@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from apigw.config import GatewaySettings
+    from apigw.exchange import Exchange, Observer
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
@@ -32,6 +33,8 @@ RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 # Streams and WebSocket tunnels under way, with their own cap and drain (apigw.streams).
 LONG_LIVED_KEY: web.AppKey[LongLived] = web.AppKey("long_lived")
+# Metrics, access log and span export of this worker (apigw.exchange).
+OBSERVER_KEY: web.AppKey[Observer] = web.AppKey("observer")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
 ACCEPTED_SECRETS_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("accepted_secrets")
 # A service's SQLite connection (apigw.services.storage).
@@ -46,3 +49,5 @@ REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
 CONSUMER_KEY: web.RequestKey[str] = web.RequestKey("consumer", str)
 # The client's key came as a WebSocket subprotocol (apigw.websocket.KEY_PROTOCOL_PREFIX).
 KEY_IN_PROTOCOL_KEY: web.RequestKey[bool] = web.RequestKey("key_in_protocol", bool)
+# What the gateway records of a request: trace context, route, upstream side, timing.
+EXCHANGE_KEY: web.RequestKey[Exchange] = web.RequestKey("exchange")

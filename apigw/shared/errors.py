@@ -32,8 +32,12 @@ class ProblemError(Exception):
         title: str | None = None,
         extra: Mapping[str, object] | None = None,
         close: bool = False,
+        reason: str | None = None,
     ) -> None:
         super().__init__(detail)
+        # Why the gateway answered itself, as the access log and the metrics name it (a small
+        # fixed vocabulary, see apigw/exchange.py); None: derived from the status.
+        self.reason = reason
         self.close = close  # the connection cannot be reused (e.g. an unread body is left)
         self.status = status
         self.detail = detail
@@ -57,6 +61,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     title: str | None = None,
     extra: Mapping[str, object] | None = None,
+    trace_id: str | None = None,
 ) -> web.Response:
     body: dict[str, object] = {
         "type": "about:blank",
@@ -65,6 +70,8 @@ def problem_response(
         "detail": detail,
         "request_id": request_id,
     }
+    if trace_id is not None:
+        body["trace_id"] = trace_id
     if extra:
         body.update(extra)
     response = web.Response(
@@ -77,7 +84,7 @@ def problem_response(
     return response
 
 
-def render_error(error: ProblemError, request_id: str) -> web.Response:
+def render_error(error: ProblemError, request_id: str, trace_id: str | None = None) -> web.Response:
     response = problem_response(
         error.status,
         error.detail,
@@ -85,6 +92,7 @@ def render_error(error: ProblemError, request_id: str) -> web.Response:
         headers=error.headers,
         title=error.title,
         extra=error.extra,
+        trace_id=trace_id,
     )
     if error.close:
         response.force_close()

@@ -17,6 +17,9 @@ API_KEY_HEADER = istr("x-api-key")
 GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
 CONSUMER_HEADER = istr("x-consumer-name")
 REQUEST_ID_HEADER = istr("x-request-id")
+# W3C Trace Context: the gateway continues or starts the trace and sets its own (tracecontext.py).
+TRACEPARENT_HEADER = istr("traceparent")
+TRACESTATE_HEADER = istr("tracestate")
 # What every response names as its Server (aiohttp's default names Python's and its version).
 DEFAULT_SERVER_HEADER = "apigw"
 
@@ -44,6 +47,8 @@ _DROP_FROM_CLIENT = (
     GATEWAY_SECRET_HEADER,
     CONSUMER_HEADER,
     REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
     hdrs.X_FORWARDED_FOR,
     hdrs.X_FORWARDED_HOST,
     hdrs.X_FORWARDED_PROTO,
@@ -78,6 +83,8 @@ def upstream_request_headers(
     request_id: str,
     client_ip: str | None,
     scheme: str,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> CIMultiDict[str]:
     headers = CIMultiDict(incoming)
     if hdrs.CONNECTION in incoming:
@@ -94,6 +101,10 @@ def upstream_request_headers(
     headers[REQUEST_ID_HEADER] = request_id
     headers[CONSUMER_HEADER] = consumer
     headers[GATEWAY_SECRET_HEADER] = secret
+    if traceparent is not None:
+        headers[TRACEPARENT_HEADER] = traceparent
+        if tracestate is not None:
+            headers[TRACESTATE_HEADER] = tracestate
     return headers
 
 

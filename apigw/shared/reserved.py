@@ -12,8 +12,13 @@ DOCS_PATH = "/docs"
 LIVE_PAGE_PATH = DOCS_PATH + "/live"
 # Where aiohttp-swagger3 serves the document of a UI mounted at DOCS_PATH, on every app.
 SPEC_PATH = DOCS_PATH + "/swagger.json"
+# The admin surface: answered only to clients in `admin.allow`, outside routing and key auth.
+METRICS_PATH = "/metrics"
+STATUS_PATH = "/status"
+STATUS_JSON_PATH = "/status.json"
+ADMIN_PATHS = frozenset({METRICS_PATH, STATUS_PATH, STATUS_JSON_PATH})
 # No route prefix may fall under one of these.
-RESERVED_PATHS = (DOCS_PATH, HEALTHZ_PATH, READYZ_PATH)
+RESERVED_PATHS = (DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, METRICS_PATH, STATUS_PATH, STATUS_JSON_PATH)
 
 
 async def healthz(request: web.Request) -> web.Response:

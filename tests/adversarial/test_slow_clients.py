@@ -6,9 +6,10 @@ import asyncio
 import time
 
 from apigw.server import parser_name
-from tests.adversarial.conftest import LIMITS, Gateway, hostile_settings
-from tests.adversarial.wire import HOST_LINE, KEY_LINE, exchange, request
-from tests.conftest import GatewayFactory
+from tests.support.apps import GatewayFactory
+from tests.support.hostile import LIMITS, Gateway, hostile_settings
+from tests.support.wait import eventually
+from tests.support.wire import HOST_LINE, KEY_LINE, exchange, request
 
 IDLE = LIMITS["idle_timeout"]
 FAST = 0.5  # "well under a second" for a small GET while the gateway is under attack
@@ -21,7 +22,7 @@ async def timed_get(port: int, path: str = "/users/1") -> float:
     return time.monotonic() - start
 
 
-async def drip_head(port: int, stop: asyncio.Event) -> float:
+async def drip_head(port: int, stop: asyncio.Event, dripping: list[int]) -> float:
     """Send a request head one header every 100 ms, forever; return when the gateway hangs up."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     start = time.monotonic()
@@ -34,6 +35,8 @@ async def drip_head(port: int, stop: asyncio.Event) -> float:
                 await writer.drain()
             except ConnectionError:
                 break
+            if i == 0:
+                dripping.append(port)
             i += 1
             try:
                 async with asyncio.timeout(0.1):
@@ -50,8 +53,9 @@ async def drip_head(port: int, stop: asyncio.Event) -> float:
 
 async def test_slowloris_heads_are_cut_off_while_others_are_served(gw: Gateway) -> None:
     stop = asyncio.Event()
-    drips = [asyncio.create_task(drip_head(gw.port, stop)) for _ in range(50)]
-    await asyncio.sleep(0.2)
+    dripping: list[int] = []
+    drips = [asyncio.create_task(drip_head(gw.port, stop, dripping)) for _ in range(50)]
+    await eventually(lambda: len(dripping) == 50, "50 connections dripping")
     latencies = [await timed_get(gw.port) for _ in range(10)]
     try:
         async with asyncio.timeout(IDLE + 3):
@@ -97,7 +101,8 @@ async def test_stalled_bodies_get_408_while_others_are_served(gw: Gateway) -> No
         )
         for _ in range(20)
     ]
-    await asyncio.sleep(0.1)
+    # Every stalled upload is streaming to the upstream before the small GETs go out.
+    await eventually(lambda: gw.upstream.requests == 20, "20 stalled uploads upstream")
     latencies = [await timed_get(gw.port) for _ in range(5)]
     results = await asyncio.gather(*stalled)
     assert max(latencies) < FAST, latencies
@@ -116,10 +121,8 @@ async def test_in_flight_cap_answers_503_and_recovers(
     assert client.port is not None
     port = client.port
     capped = Gateway(port, echo, gw.transcript)
-    held = [asyncio.create_task(exchange(port, request("/users/block"))) for _ in range(2)]
-    while echo.blocked < 2:
-        await echo.arrival.wait()
-        echo.arrival.clear()
+    held = [asyncio.create_task(exchange(port, request("/users/hold"))) for _ in range(2)]
+    await eventually(lambda: echo.held == 2, "two requests held upstream")
     refused = await capped.send(request("/users/1"), linger=1.5)
     healthz = await exchange(port, request("/healthz", key=False))
     echo.release.set()

@@ -9,8 +9,9 @@ import pytest
 
 from apigw.config import ConfigError, parse_gateway_settings
 from apigw.config.consumers import digest_of
+from tests.support import TEST_SECRET
 
-SECRET = {"GATEWAY_SECRET": "test-gateway-secret-0123456789"}
+SECRET = {"GATEWAY_SECRET": TEST_SECRET}
 HEALTH = {
     "max_failures": 4,
     "eject_seconds": 2.5,
@@ -45,7 +46,15 @@ EVERY_FIELD: dict[str, Any] = {
     "consumers": [{"name": "alice", "key_sha256": digest_of(b"alice-key-0123456789").hex()}],
     "pool": {"max_connections": 77, "idle_timeout": 0.5},
     "timeouts": TIMEOUTS,
-    "access_log": True,
+    "access_log": {"enabled": True, "target": "/var/log/apigw/access.log", "queue": 500},
+    "admin": {"allow": ["10.1.0.0/16", "::1"]},
+    "metrics": {"enabled": False},
+    "tracing": {
+        "otlp_endpoint": "http://collector:4318/v1/traces",
+        "service_name": "edge",
+        "sample_ratio": 0.25,
+        "export_interval": 2,
+    },
     "max_body_bytes": 12345,
     "limits": {
         "max_request_line": 4000,
@@ -86,7 +95,8 @@ def test_every_field_takes_its_value_from_the_environment() -> None:
     written = parse_gateway_settings(EVERY_FIELD, SECRET)
     assert from_env == written
     assert written.routes[0].retries == 3 and written.pool.max_connections == 77
-    assert written.access_log is True and written.routes[0].health.fail_on_5xx is True
+    assert written.access_log.queue == 500 and written.routes[0].health.fail_on_5xx is True
+    assert written.tracing.sample_ratio == 0.25 and written.metrics.enabled is False
 
 
 @pytest.mark.parametrize(
@@ -94,6 +104,8 @@ def test_every_field_takes_its_value_from_the_environment() -> None:
     [
         ("retries", "many"),
         ("access_log", "perhaps"),
+        ("access_log.queue", "lots"),
+        ("tracing.sample_ratio", "half"),
         ("pool.max_connections", "-3"),
         ("health.max_failures", "1.5"),
     ],

@@ -3,15 +3,12 @@ sends a second response head onto the started one (middleware.error_middleware).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from apigw.shared.appkeys import SERVER_HEADER_KEY
 from middleware import error_middleware, request_id_middleware
+from tests.support.apps import ServerFactory
+from tests.support.wire import exchange, request
 
 
 async def _fails_mid_stream(request: web.Request) -> web.StreamResponse:
@@ -26,31 +23,22 @@ async def _fails_before_the_head(request: web.Request) -> web.StreamResponse:
     raise RuntimeError("went wrong early")
 
 
-async def _read_all(host: str, port: int, path: str) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    await writer.drain()
-    data = b""
+async def _read_all(port: int, path: str) -> bytes:
     # The server either closes (EOF) or cuts the connection (reset): either ends the read.
-    try:
-        while chunk := await reader.read(65536):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    writer.close()
-    return data
+    return (await exchange(port, request(path, "Connection: close", key=False))).raw
 
 
 async def test_an_error_after_the_head_aborts_instead_of_a_second_head(
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    aiohttp_server: ServerFactory,
 ) -> None:
     app = web.Application(middlewares=(request_id_middleware, error_middleware))
     app[SERVER_HEADER_KEY] = "apigw"
     app.router.add_get("/late", _fails_mid_stream)
     app.router.add_get("/early", _fails_before_the_head)
-    server: Any = await aiohttp_server(app)
+    server = await aiohttp_server(app)
+    assert server.port is not None
 
-    late = await _read_all(server.host, server.port, "/late")
+    late = await _read_all(server.port, "/late")
     assert late.count(b"HTTP/1.1 ") == 1
     assert late.startswith(b"HTTP/1.1 200 ")
     assert b"first part of the reply" in late
@@ -58,6 +46,6 @@ async def test_an_error_after_the_head_aborts_instead_of_a_second_head(
     assert not late.endswith(b"0\r\n\r\n")
     assert b"problem+json" not in late
 
-    early = await _read_all(server.host, server.port, "/early")
+    early = await _read_all(server.port, "/early")
     assert early.startswith(b"HTTP/1.1 500 ")
     assert b"application/problem+json" in early

@@ -3,14 +3,12 @@ aiohttp's `Python/x aiohttp/y`, and a backend's own Server header does not leak 
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import pytest
 
-from tests.conftest import DEMO_KEY, EchoUpstream, GatewayFactory, make_settings
-
-KEY = {"x-api-key": DEMO_KEY}
+from tests.support import KEY
+from tests.support.apps import GatewayFactory, make_settings
+from tests.support.upstream import Upstream
+from tests.support.wire import exchange, request
 
 
 @pytest.mark.parametrize(
@@ -27,7 +25,7 @@ KEY = {"x-api-key": DEMO_KEY}
 )
 async def test_every_answer_names_the_gateway_without_versions(
     make_gateway: GatewayFactory,
-    echo_upstream: EchoUpstream,
+    echo_upstream: Upstream,
     path: str,
     headers: dict[str, str],
     status: int,
@@ -39,7 +37,7 @@ async def test_every_answer_names_the_gateway_without_versions(
 
 
 async def test_the_server_header_is_configurable(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
     settings = make_settings({"/users": [echo_upstream.url]}, extra={"server_header": "edge"})
     client = await make_gateway(settings)
@@ -49,14 +47,12 @@ async def test_the_server_header_is_configurable(
 
 
 async def test_a_parse_error_answer_names_no_version(
-    make_gateway: GatewayFactory, echo_upstream: EchoUpstream
+    make_gateway: GatewayFactory, echo_upstream: Upstream
 ) -> None:
-    client: Any = await make_gateway(make_settings({"/users": [echo_upstream.url]}))
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(b"GET /users/1 HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
-    await writer.drain()
-    head = (await reader.read(65536)).split(b"\r\n\r\n", 1)[0].decode().lower()
-    writer.close()
-    assert head.startswith(("http/1.1 400", "http/1.0 400"))
-    assert "\r\nserver: apigw\r\n" in head + "\r\n"
-    assert "python" not in head and "aiohttp" not in head
+    client = await make_gateway(make_settings({"/users": [echo_upstream.url]}))
+    assert client.port is not None
+    result = await exchange(client.port, request("/users/1", "Bad Header Line"))
+    assert result.reply.status == 400
+    assert result.reply.headers.getall("Server") == ["apigw"]
+    head = result.raw.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"python" not in head and b"aiohttp" not in head

@@ -14,8 +14,8 @@ from aiohttp.http_writer import StreamWriter
 from apigw.config import ConfigError
 from apigw.frames import FrameTracker, close_frame
 from apigw.websocket import accept_for
-from tests.conftest import make_settings
-from tests.system.wsclient import encode_frame
+from tests.support.apps import make_settings
+from tests.support.ws_client import encode_frame
 
 
 def frames_stream(seed: int) -> tuple[bytes, list[int]]:

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from apigw.services.orders import SCHEMA
-from tests.conftest import ServiceFactory
+from tests.support.apps import ServiceFactory
 
 
 async def test_every_change_is_an_event_written_with_it(

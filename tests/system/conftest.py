@@ -1,55 +1,51 @@
-"""Fixtures for the WebSocket and stream tests: a fake backend process and a gateway process
-configured per test, both on free ports and always stopped."""
+"""Fixtures for tests that start real processes: `make test-fast` leaves this folder out."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from apigw.config.consumers import digest_of
-from tests.conftest import DEMO_KEY, TEST_SECRET, free_port
-from tests.procs import Proc, python_script
+from tests.support import DEMO_KEY, free_port
+from tests.support.processes import Proc, System
 
-KEY = {"x-api-key": DEMO_KEY}
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    """Starts processes on free ports; stops every one of them after the test."""
+    started = System(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 class WsSystem:
-    """The fake backend (tests/system/ws_backend.py) and a gateway in front of it."""
+    """The fake WebSocket and stream backend (tests/support/ws_backend.py) and a gateway in
+    front of it, with routes /ws and /sse to the backend and /raw to its frame echo."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.backend_port = free_port()
+    def __init__(self, system: System) -> None:
+        self.system = system
         self.raw_port = free_port()
-        self.gateway_port = free_port()
         self.backend: Proc | None = None
         self.gateway: Proc | None = None
 
-    def start_backend(self) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "tests.system.ws_backend",
-            "--port",
-            str(self.backend_port),
-            "--raw-port",
-            str(self.raw_port),
-        ]
-        self.backend = Proc("backend", args, self.backend_port, {}, self.workdir)
-        self.backend.wait_listening()
+    async def start_backend(self) -> None:
+        port = free_port()
+        argv = [sys.executable, "-m", "tests.support.ws_backend", "--port", str(port)]
+        self.backend = self.system.spawn("backend", [*argv, "--raw-port", str(self.raw_port)], port)
+        await self.backend.ready()
 
-    def start_gateway(self, extra: dict[str, Any] | None = None, **route: Any) -> None:
-        """The gateway with routes /ws and /sse to the backend and /raw to the frame echo;
-        `route` keys apply to every route, `extra` keys to the top level."""
-        backend = f"http://127.0.0.1:{self.backend_port}"
+    async def start_gateway(self, extra: dict[str, Any] | None = None, **route: Any) -> None:
+        """`route` keys apply to every route, `extra` keys to the top level."""
+        assert self.backend is not None
+        backend = self.backend.url
         document = {
             "routes": [
                 {"prefix": "/ws", "upstreams": [backend], **route},
@@ -60,22 +56,27 @@ class WsSystem:
             "shutdown": {"drain_delay": 0.1, "grace": 5},
             **(extra or {}),
         }
-        config = self.workdir / "gateway.yaml"
-        config.write_text(yaml.safe_dump(document))
-        args = python_script(
-            "gateway.py", "--config", str(config), "--port", str(self.gateway_port)
-        )
-        env = {"GATEWAY_SECRET": TEST_SECRET, "GATEWAY_PRODUCTION": "0"}
-        self.gateway = Proc("gateway", args, self.gateway_port, env, self.workdir)
-        self.gateway.wait_listening()
+        self.gateway = self.system.gateway(document)
+        await self.gateway.ready()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+        assert self.gateway is not None
+        return self.gateway.url
+
+    @property
+    def gateway_port(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.port
+
+    @property
+    def workdir(self) -> Path:
+        return self.system.workdir
 
     def report(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.backend_port}/report"
-        with urllib.request.urlopen(url, timeout=10) as response:
+        """What the backend saw (its GET /report, asked directly)."""
+        assert self.backend is not None
+        with urllib.request.urlopen(self.backend.url + "/report", timeout=10) as response:  # noqa: S310
             result: dict[str, Any] = json.loads(response.read())
         return result
 
@@ -88,32 +89,9 @@ class WsSystem:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS")
 
-    def stop(self) -> None:
-        for proc in (self.gateway, self.backend):
-            if proc is not None:
-                proc.stop()
-
 
 @pytest.fixture
-def ws_system(tmp_path: Path) -> Iterator[WsSystem]:
-    system = WsSystem(tmp_path)
-    try:
-        system.start_backend()
-        yield system
-    finally:
-        system.stop()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 15.0
-) -> None:
-    """Poll `check` until it holds, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+async def ws_system(system: System) -> WsSystem:
+    started = WsSystem(system)
+    await started.start_backend()
+    return started

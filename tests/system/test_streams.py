@@ -11,7 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.system.conftest import KEY, WsSystem, eventually
+from tests.support import KEY
+from tests.support.wait import eventually
+from tests.system.conftest import WsSystem
 
 # Short limits, so that a stream outliving them takes seconds.
 SHORT: dict[str, Any] = {
@@ -33,7 +35,7 @@ async def read_events(resp: aiohttp.ClientResponse) -> list[tuple[float, bytes]]
 
 
 async def test_each_event_arrives_within_50ms_of_being_sent(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     async with (
         aiohttp.ClientSession() as session,
         session.get(ws_system.url + "/sse/events?n=10&gap=0.1", headers=KEY) as resp,
@@ -49,7 +51,7 @@ async def test_each_event_arrives_within_50ms_of_being_sent(ws_system: WsSystem)
 async def test_a_stream_quiet_for_longer_than_read_lives_on_its_heartbeats(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway(**SHORT)
+    await ws_system.start_gateway(**SHORT)
     async with (
         aiohttp.ClientSession() as session,
         # Heartbeats 0.8 s apart: every gap is longer than `read` (0.5 s).
@@ -60,7 +62,7 @@ async def test_a_stream_quiet_for_longer_than_read_lives_on_its_heartbeats(
 
 
 async def test_a_stream_longer_than_total_survives(ws_system: WsSystem) -> None:
-    ws_system.start_gateway(**SHORT)
+    await ws_system.start_gateway(**SHORT)
     started = time.monotonic()
     async with (
         aiohttp.ClientSession() as session,
@@ -73,7 +75,7 @@ async def test_a_stream_longer_than_total_survives(ws_system: WsSystem) -> None:
 
 async def test_an_ordinary_response_still_gets_the_read_timeout(ws_system: WsSystem) -> None:
     # Streams are told apart by their type: the same slow answer as text/plain is cut.
-    ws_system.start_gateway(
+    await ws_system.start_gateway(
         timeouts={"connect": 2, "read": 0.5, "total": 1},
         streaming={"content_types": ["application/x-other"]},
     )
@@ -95,7 +97,7 @@ async def test_an_ordinary_response_still_gets_the_read_timeout(ws_system: WsSys
 async def test_a_client_leaving_a_quiet_stream_frees_the_backend_within_a_second(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     reader, writer = await asyncio.open_connection("127.0.0.1", ws_system.gateway_port)
     writer.write(
         f"GET /sse/quiet HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY['x-api-key']}\r\n\r\n".encode()
@@ -110,7 +112,7 @@ async def test_a_client_leaving_a_quiet_stream_frees_the_backend_within_a_second
 async def test_streams_have_their_own_cap_apart_from_ordinary_requests(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway({"limits": {"max_in_flight": 2, "max_streams": 3}})
+    await ws_system.start_gateway({"limits": {"max_in_flight": 2, "max_streams": 3}})
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         streams = []
         for _ in range(3):
@@ -132,7 +134,7 @@ async def test_streams_have_their_own_cap_apart_from_ordinary_requests(
 async def test_sigterm_gives_streams_the_grace_period_then_ends_them_cleanly(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway({"shutdown": {"drain_delay": 0.1, "grace": 2}})
+    await ws_system.start_gateway({"shutdown": {"drain_delay": 0.1, "grace": 2}})
     async with (
         aiohttp.ClientSession() as session,
         session.get(ws_system.url + "/sse/quiet", headers=KEY) as resp,

@@ -11,9 +11,10 @@ import signal
 import aiohttp
 from aiohttp import WSMsgType
 
-from tests.conftest import DEMO_KEY, TEST_SECRET
-from tests.system.conftest import KEY, WsSystem, eventually
-from tests.system.wsclient import RawWebSocket, encode_frame
+from tests.support import DEMO_KEY, KEY, TEST_SECRET
+from tests.support.wait import eventually
+from tests.support.ws_client import RawWebSocket, encode_frame
+from tests.system.conftest import WsSystem
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
 # Sizes on every framing boundary (7-bit, 16-bit and 64-bit lengths), up to 1 MiB.
@@ -32,7 +33,7 @@ def message_sizes(count: int, seed: int) -> list[int]:
 
 
 async def test_5000_messages_text_and_binary_echo_byte_for_byte(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     sizes = message_sizes(5000, seed=1)
     rng = random.Random(2)
     sent: list[str | bytes] = []
@@ -64,7 +65,7 @@ async def test_5000_messages_text_and_binary_echo_byte_for_byte(ws_system: WsSys
 async def test_5000_fragmented_and_whole_messages_arrive_frame_for_frame(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     rng = random.Random(3)
     frames: list[tuple[bool, int, bytes]] = []
     for i, size in enumerate(message_sizes(5000, seed=4)):
@@ -99,7 +100,7 @@ async def test_5000_fragmented_and_whole_messages_arrive_frame_for_frame(
 async def test_a_frame_sent_right_behind_the_handshake_is_not_lost(ws_system: WsSystem) -> None:
     # aiohttp's server keeps bytes that came with the head and replays them to the tunnel
     # (RequestHandler.set_parser): an aiohttp upgrade that changed this would fail here.
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     early = encode_frame(OP_TEXT, b"early bird")
     ws = await RawWebSocket.connect(ws_system.gateway_port, "/raw/echo", KEY, extra=early)
     assert ws.status == 101
@@ -109,7 +110,7 @@ async def test_a_frame_sent_right_behind_the_handshake_is_not_lost(ws_system: Ws
 
 
 async def test_the_subprotocol_the_backend_chose_reaches_the_client(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(
@@ -122,7 +123,7 @@ async def test_the_subprotocol_the_backend_chose_reaches_the_client(ws_system: W
 
 
 async def test_close_codes_and_reasons_pass_both_ways(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     raw = await RawWebSocket.connect(ws_system.gateway_port, "/ws/echo", KEY)
     goodbye = (4001).to_bytes(2, "big") + b"client says bye"
     await raw.send(OP_CLOSE, goodbye)
@@ -147,7 +148,7 @@ async def test_close_codes_and_reasons_pass_both_ways(ws_system: WsSystem) -> No
 
 
 async def test_no_key_is_401_and_the_backend_never_hears_of_it(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     ws = await RawWebSocket.connect(ws_system.gateway_port, "/ws/echo", {})
     assert ws.status == 401
     assert "application/problem+json" in ws.head
@@ -161,7 +162,7 @@ async def test_no_key_is_401_and_the_backend_never_hears_of_it(ws_system: WsSyst
 async def test_the_upgrade_request_carries_the_secret_and_never_the_key(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     forged = {**KEY, "x-gateway-secret": "forged-by-the-client", "X-Consumer-Name": "admin"}
     async with (
         aiohttp.ClientSession() as session,
@@ -183,7 +184,7 @@ async def test_the_upgrade_request_carries_the_secret_and_never_the_key(
 async def test_a_browser_may_present_the_key_as_a_subprotocol_where_the_route_allows_it(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway(websocket={"key_protocol": True})
+    await ws_system.start_gateway(websocket={"key_protocol": True})
     carrier = f"x-api-key.{DEMO_KEY}"
     async with (
         aiohttp.ClientSession() as session,
@@ -206,7 +207,7 @@ async def test_a_browser_may_present_the_key_as_a_subprotocol_where_the_route_al
 async def test_the_key_as_a_subprotocol_is_refused_where_the_route_does_not_allow_it(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     ws = await RawWebSocket.connect(
         ws_system.gateway_port, "/ws/echo", {"Sec-WebSocket-Protocol": f"x-api-key.{DEMO_KEY}"}
     )
@@ -218,7 +219,7 @@ async def test_the_key_as_a_subprotocol_is_refused_where_the_route_does_not_allo
 async def test_a_101_for_another_key_or_protocol_is_a_502_and_a_refusal_is_relayed(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     for path, status in (("/raw/bad-accept", 502), ("/raw/h2c", 502), ("/raw/refuse", 403)):
         ws = await RawWebSocket.connect(ws_system.gateway_port, path, KEY)
         assert ws.status == status, path
@@ -230,7 +231,7 @@ async def test_a_101_for_another_key_or_protocol_is_a_502_and_a_refusal_is_relay
 
 
 async def test_h2c_and_other_upgrades_are_never_switched(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     reader, writer = await asyncio.open_connection("127.0.0.1", ws_system.gateway_port)
     writer.write(
         f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nx-api-key: {DEMO_KEY}\r\n"
@@ -249,7 +250,7 @@ async def test_h2c_and_other_upgrades_are_never_switched(ws_system: WsSystem) ->
 async def test_a_client_that_stops_reading_pauses_the_backend_and_memory_stays_flat(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     before = ws_system.gateway_rss()
     ws = await RawWebSocket.connect(ws_system.gateway_port, "/ws/flood", KEY)
     assert ws.status == 101
@@ -273,7 +274,7 @@ async def test_a_client_that_stops_reading_pauses_the_backend_and_memory_stays_f
 
 
 async def test_1000_idle_websockets_and_memory_per_connection(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     count = 1000
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         # One warm-up tunnel, so one-off allocations do not count as per-connection memory.
@@ -297,7 +298,7 @@ async def test_1000_idle_websockets_and_memory_per_connection(ws_system: WsSyste
 async def test_sigterm_closes_tunnels_1001_at_both_ends_within_the_grace_period(
     ws_system: WsSystem,
 ) -> None:
-    ws_system.start_gateway({"shutdown": {"drain_delay": 0.1, "grace": 20}})
+    await ws_system.start_gateway({"shutdown": {"drain_delay": 0.1, "grace": 20}})
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(ws_system.url + "/ws/idle", headers=KEY) as ws,
@@ -314,7 +315,7 @@ async def test_sigterm_closes_tunnels_1001_at_both_ends_within_the_grace_period(
 
 
 async def test_a_killed_backend_closes_the_client_at_once(ws_system: WsSystem) -> None:
-    ws_system.start_gateway(websocket={"idle_timeout": 120})
+    await ws_system.start_gateway(websocket={"idle_timeout": 120})
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(ws_system.url + "/ws/idle", headers=KEY) as ws,
@@ -328,7 +329,7 @@ async def test_a_killed_backend_closes_the_client_at_once(ws_system: WsSystem) -
 
 
 async def test_idle_tunnels_are_closed_1001(ws_system: WsSystem) -> None:
-    ws_system.start_gateway(websocket={"idle_timeout": 0.5})
+    await ws_system.start_gateway(websocket={"idle_timeout": 0.5})
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(ws_system.url + "/ws/idle", headers=KEY) as ws,
@@ -339,7 +340,7 @@ async def test_idle_tunnels_are_closed_1001(ws_system: WsSystem) -> None:
 
 
 async def test_past_max_connections_a_handshake_gets_503(ws_system: WsSystem) -> None:
-    ws_system.start_gateway(websocket={"max_connections": 2})
+    await ws_system.start_gateway(websocket={"max_connections": 2})
     async with aiohttp.ClientSession() as session:
         first = await session.ws_connect(ws_system.url + "/ws/idle", headers=KEY)
         second = await session.ws_connect(ws_system.url + "/ws/idle", headers=KEY)
@@ -354,7 +355,7 @@ async def test_past_max_connections_a_handshake_gets_503(ws_system: WsSystem) ->
 
 
 async def test_a_reload_leaves_open_tunnels_alone(ws_system: WsSystem) -> None:
-    ws_system.start_gateway()
+    await ws_system.start_gateway()
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(ws_system.url + "/ws/echo", headers=KEY) as ws,
