@@ -16,7 +16,14 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from apigw.config import ServerLimits, Shutdown
-from apigw.shared.appkeys import LIFECYCLE_KEY, LONG_LIVED_KEY, REQUEST_GATE_KEY
+from apigw.metrics import labels
+from apigw.shared.appkeys import (
+    EXCHANGE_KEY,
+    LIFECYCLE_KEY,
+    LONG_LIVED_KEY,
+    OBSERVER_KEY,
+    REQUEST_GATE_KEY,
+)
 from apigw.shared.errors import ProblemError, abort_connection
 from apigw.tunnel import Tunnel
 from apigw.upstreams import Target, UpstreamPool
@@ -94,7 +101,10 @@ class LongLived:
             raise ProblemError(503, "The gateway is shutting down.", headers=_RETRY_AFTER)
         if self.count >= self.max_streams:
             raise ProblemError(
-                503, f"The gateway has too many open {kind}; retry shortly.", headers=_RETRY_AFTER
+                503,
+                f"The gateway has too many open {kind}; retry shortly.",
+                headers=_RETRY_AFTER,
+                reason="overloaded",
             )
         # It leaves the in-flight count of ordinary requests (the gate takes it back at
         # the end, as request_gate_middleware expects).
@@ -106,6 +116,7 @@ class LongLived:
                 503,
                 "This route has too many open WebSockets; retry shortly.",
                 headers=_RETRY_AFTER,
+                reason="overloaded",
             )
         self.admit("WebSockets")
 
@@ -175,6 +186,8 @@ async def _pump(
     target: Target,
     stream: Stream,
 ) -> None:
+    exchange = request[EXCHANGE_KEY]
+    stats = pool.stats
     try:
         await response.prepare(request)
         read = upstream.content.readany
@@ -185,9 +198,12 @@ async def _pump(
                 break
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if isinstance(exc, TimeoutError):
-                    log.info("stream %s idle too long; ending it", request.path)
+                    exchange.reason = "stream_idle_timeout"
+                    log.info("stream %s idle too long; ending it", exchange.request_id)
                 else:
                     pool.failed(target)
+                    exchange.reason = "upstream_reset"
+                    stats.errors["reset"] = stats.errors.get("reset", 0) + 1
                     log.warning(
                         "upstream %s failed mid-stream: %s", target.base, type(exc).__name__
                     )
@@ -196,11 +212,17 @@ async def _pump(
             if not chunk:
                 await response.write_eof()
                 return
+            # Counted as it flows, like any response (apigw/proxy.py).
+            size = len(chunk)
+            stats.bytes_out += size
+            exchange.bytes_out += size
             await response.write(chunk)
     except ConnectionError:
+        exchange.reason = "client_abort"
         abort_connection(request)
         return
     if stream.client_gone:
+        exchange.reason = "client_abort"
         abort_connection(request)
         return
     # Drain: a chunked stream gets its terminator, so the client sees a complete response
@@ -218,6 +240,17 @@ def setup_long_lived(app: web.Application, shutdown: Shutdown, limits: ServerLim
     registry = LongLived(limits, app[REQUEST_GATE_KEY])
     app[LONG_LIVED_KEY] = registry
     app[LIFECYCLE_KEY].listener_closing.append(lambda: registry.listener_closing(shutdown))
+    metrics = app[OBSERVER_KEY].metrics
+    metrics.add_gauge(
+        "gateway_websockets_open",
+        "WebSocket tunnels open, by route.",
+        lambda: {labels(route=prefix): n for prefix, n in registry.per_route.items()},
+    )
+    metrics.add_gauge(
+        "gateway_streams_open",
+        "Streamed responses (SSE, long polls) under way.",
+        lambda: {"": len(registry.streams)},
+    )
 
     async def drain_long_lived(app: web.Application) -> None:
         # Without the gateway's signal handlers (an app run by a test harness): at cleanup.

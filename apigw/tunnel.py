@@ -126,6 +126,8 @@ class Tunnel:
         "_up",
         "_upstream",
         "_waiter",
+        "bytes_in",
+        "bytes_out",
         "cut_down",
         "cut_up",
         "ended_by",
@@ -155,6 +157,8 @@ class Tunnel:
         self.cut_down = False  # the gateway sent its own close frame to the client
         self.cut_up = False  # ... and to the upstream
         self.ended_by = ""  # why the gateway ended it, for the log
+        self.bytes_in = 0  # from the client, for the metrics
+        self.bytes_out = 0  # to the client
         self._close_wait: asyncio.TimerHandle | None = None
         self._idle = settings.idle_timeout
         self._last = loop.time()
@@ -202,6 +206,7 @@ class Tunnel:
 
     def from_client(self, data: bytes) -> None:
         self._last = self._loop.time()
+        self.bytes_in += len(data)
         up = self._up
         if self.cut_up:
             up.feed(data)  # only followed: the gateway's close to the upstream was the last
@@ -220,6 +225,7 @@ class Tunnel:
 
     def from_upstream(self, data: bytes) -> None:
         self._last = self._loop.time()
+        self.bytes_out += len(data)
         down = self._down
         if self.cut_down:
             down.feed(data)

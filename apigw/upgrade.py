@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from time import monotonic
+from time import monotonic, perf_counter
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from apigw.shared.appkeys import KEY_IN_PROTOCOL_KEY, REQUEST_ID_KEY
+from apigw.exchange import Exchange
+from apigw.shared.appkeys import EXCHANGE_KEY, KEY_IN_PROTOCOL_KEY
 from apigw.shared.errors import ProblemError
 from apigw.shared.headers import downstream_response_headers
 from apigw.streams import LongLived
@@ -42,10 +43,16 @@ async def tunnel_websocket(
     if request.get(KEY_IN_PROTOCOL_KEY) and not settings.key_protocol:
         raise ProblemError(401, "A valid API key is required in the x-api-key header.")
     registry.admit_tunnel(route.prefix, settings.max_connections)
+    exchange = request[EXCHANGE_KEY]
+    exchange.attempts = 1
+    exchange.attempt_start = perf_counter()
     try:
         target, upstream = await _connect(pool)
+        exchange.target = target
         try:
-            return await _handshake(request, pool, target, upstream, headers, key, registry, server)
+            return await _handshake(
+                request, pool, target, upstream, headers, key, registry, server, exchange
+            )
         finally:
             target.in_flight -= 1
             if upstream.tunnel is None and upstream.transport is not None:
@@ -67,6 +74,7 @@ async def _connect(pool: UpstreamPool) -> tuple[Target, UpstreamProtocol]:
                 503,
                 "No upstream of this route is healthy; retry later.",
                 headers={hdrs.RETRY_AFTER: str(pool.retry_after())},
+                reason="no_healthy_upstream",
             )
         url = URL(target.base)
         assert url.host is not None and url.port is not None
@@ -85,17 +93,25 @@ async def _connect(pool: UpstreamPool) -> tuple[Target, UpstreamProtocol]:
         except (OSError, TimeoutError) as exc:
             target.in_flight -= 1
             pool.failed(target)
+            kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
+            pool.stats.errors[kind] = pool.stats.errors.get(kind, 0) + 1
             tried.append(target)
             log.warning(
                 "upstream %s unreachable for a WebSocket: %s", target.base, type(exc).__name__
             )
             if len(tried) > pool.route.retries:
                 if isinstance(exc, TimeoutError):
-                    raise ProblemError(504, "The upstream did not answer in time.") from None
-                raise ProblemError(502, "The upstream could not be reached.") from None
+                    raise ProblemError(
+                        504, "The upstream did not answer in time.", reason="upstream_timeout"
+                    ) from None
+                raise ProblemError(
+                    502, "The upstream could not be reached.", reason="upstream_connect"
+                ) from None
             target = pool.pick_retry(tried)
             if target is None:
-                raise ProblemError(502, "The upstream could not be reached.") from None
+                raise ProblemError(
+                    502, "The upstream could not be reached.", reason="upstream_connect"
+                ) from None
 
 
 async def _handshake(
@@ -107,6 +123,7 @@ async def _handshake(
     key: str,
     registry: LongLived,
     server: str,
+    exchange: Exchange,
 ) -> web.StreamResponse:
     url = URL(target.base)
     host = url.raw_host or ""
@@ -130,13 +147,19 @@ async def _handshake(
     except TimeoutError:
         pool.failed(target)
         log.warning("upstream %s did not answer a WebSocket handshake in time", target.base)
-        raise ProblemError(504, "The upstream did not answer in time.") from None
+        raise ProblemError(
+            504, "The upstream did not answer in time.", reason="upstream_timeout"
+        ) from None
     except ConnectionError:
         pool.failed(target)
         log.warning("upstream %s closed the connection during a handshake", target.base)
-        raise ProblemError(502, "The upstream closed the connection.") from None
+        raise ProblemError(
+            502, "The upstream closed the connection.", reason="upstream_reset"
+        ) from None
     pool.succeeded(target)
-    request_id = request[REQUEST_ID_KEY]
+    exchange.upstream_s = perf_counter() - exchange.attempt_start
+    exchange.upstream_status = status
+    request_id = exchange.request_id
     if status != 101:
         # The upstream refused (401, 404, 400 ...): the client learns why, and is not upgraded.
         refusal = downstream_response_headers(CIMultiDictProxy(answer), request_id, server)
@@ -163,6 +186,12 @@ async def _handshake(
         await tunnel.run()
     finally:
         registry.remove_tunnel(prefix, tunnel)
+        stats = pool.stats
+        stats.bytes_in += tunnel.bytes_in
+        stats.bytes_out += tunnel.bytes_out
+        exchange.bytes_out = tunnel.bytes_out
+        if tunnel.ended_by == "upstream lost":
+            exchange.reason = "upstream_reset"
     if tunnel.ended_by:
         log.info(
             "WebSocket %s on %s closed by the gateway after %.1fs (%s)",
@@ -187,7 +216,9 @@ async def _read_until(upstream: UpstreamProtocol, marker: bytes | None, limit: i
             if found >= 0:
                 return found
             if len(buffer) > limit:
-                raise ProblemError(502, "The upstream's answer head is too large.")
+                raise ProblemError(
+                    502, "The upstream's answer head is too large.", reason="upstream_protocol"
+                )
         await upstream.more()
 
 
@@ -195,17 +226,23 @@ def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str]]:
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
-        raise ProblemError(502, "The upstream's answer is not valid HTTP.") from None
+        raise ProblemError(
+            502, "The upstream's answer is not valid HTTP.", reason="upstream_protocol"
+        ) from None
     status_line, *fields = text.split("\r\n")
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
     if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise ProblemError(502, "The upstream's answer is not valid HTTP.")
+        raise ProblemError(
+            502, "The upstream's answer is not valid HTTP.", reason="upstream_protocol"
+        )
     headers: CIMultiDict[str] = CIMultiDict()
     for field in fields:
         name, colon, value = field.partition(":")
         if not colon or not name or name != name.strip() or not name.isprintable():
-            raise ProblemError(502, "The upstream's answer is not valid HTTP.")
+            raise ProblemError(
+                502, "The upstream's answer is not valid HTTP.", reason="upstream_protocol"
+            )
         headers.add(name, value.strip())
     return int(code), reason, headers
 
@@ -220,5 +257,7 @@ def _refusal_length(status: int, headers: CIMultiDict[str]) -> int:
         or not lengths[0].isdigit()
         or int(lengths[0]) > MAX_REFUSAL_BYTES
     ):
-        raise ProblemError(502, "The upstream refused the WebSocket handshake.")
+        raise ProblemError(
+            502, "The upstream refused the WebSocket handshake.", reason="upstream_protocol"
+        )
     return int(lengths[0])

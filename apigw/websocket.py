@@ -72,7 +72,11 @@ def check_handshake(request: web.Request) -> str:
         raise ProblemError(400, "A WebSocket handshake upgrades to 'websocket' only.")
     if headers.getall(hdrs.SEC_WEBSOCKET_VERSION, ()) != ["13"]:
         raise ProblemError(
-            426, "Only WebSocket version 13 is supported.", headers=_VERSION_13, close=True
+            426,
+            "Only WebSocket version 13 is supported.",
+            headers=_VERSION_13,
+            close=True,
+            reason="bad_request",
         )
     keys = headers.getall(hdrs.SEC_WEBSOCKET_KEY, ())
     if len(keys) != 1 or not _is_websocket_key(keys[0]):
@@ -112,20 +116,40 @@ def check_switch(
 ) -> None:
     """Raise a 502 unless the upstream's answer is a 101 for exactly this handshake."""
     if status != 101:
-        raise ProblemError(502, "The upstream did not accept the WebSocket handshake.")
+        raise ProblemError(
+            502, "The upstream did not accept the WebSocket handshake.", reason="upstream_protocol"
+        )
     if [u.lower() for u in tokens(headers.getall(hdrs.UPGRADE, ()))] != ["websocket"]:
-        raise ProblemError(502, "The upstream switched to another protocol than WebSocket.")
+        raise ProblemError(
+            502,
+            "The upstream switched to another protocol than WebSocket.",
+            reason="upstream_protocol",
+        )
     if "upgrade" not in (t.lower() for t in tokens(headers.getall(hdrs.CONNECTION, ()))):
-        raise ProblemError(502, "The upstream's 101 lacks 'Connection: Upgrade'.")
+        raise ProblemError(
+            502, "The upstream's 101 lacks 'Connection: Upgrade'.", reason="upstream_protocol"
+        )
     if headers.getall(hdrs.SEC_WEBSOCKET_ACCEPT, ()) != [accept_for(key)]:
-        raise ProblemError(502, "The upstream's 101 does not answer this handshake's key.")
+        raise ProblemError(
+            502,
+            "The upstream's 101 does not answer this handshake's key.",
+            reason="upstream_protocol",
+        )
     chosen = headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ())
     if chosen and (len(chosen) > 1 or chosen[0].strip() not in offered_protocols(incoming)):
-        raise ProblemError(502, "The upstream chose a subprotocol the client did not offer.")
+        raise ProblemError(
+            502,
+            "The upstream chose a subprotocol the client did not offer.",
+            reason="upstream_protocol",
+        )
     offered = {
         t.partition(";")[0].strip().lower()
         for t in tokens(incoming.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ()))
     }
     for extension in tokens(headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ())):
         if extension.partition(";")[0].strip().lower() not in offered:
-            raise ProblemError(502, "The upstream chose an extension the client did not offer.")
+            raise ProblemError(
+                502,
+                "The upstream chose an extension the client did not offer.",
+                reason="upstream_protocol",
+            )

@@ -373,3 +373,30 @@ async def test_a_reload_leaves_open_tunnels_alone(ws_system: WsSystem) -> None:
         refused = await RawWebSocket.connect(ws_system.gateway_port, "/ws/echo", KEY)
         assert refused.status == 404
         refused.close()
+
+
+async def test_tunnels_show_in_the_metrics(ws_system: WsSystem) -> None:
+    await ws_system.start_gateway()
+    async with aiohttp.ClientSession() as session:
+
+        async def metrics() -> str:
+            async with session.get(ws_system.url + "/metrics") as resp:
+                assert resp.status == 200
+                return await resp.text()
+
+        async with session.ws_connect(ws_system.url + "/ws/echo", headers=KEY) as ws:
+            await ws.send_str("x" * 1000)
+            assert (await ws.receive(timeout=10)).data == "x" * 1000
+            assert 'gateway_websockets_open{route="/ws"} 1' in await metrics()
+
+        async def counted() -> bool:
+            text = await metrics()
+            return (
+                'gateway_websockets_open{route="/ws"} 0' in text
+                and 'route="/ws",method="GET",code="101",source="upstream"} 1' in text
+            )
+
+        await eventually(counted, "the closed tunnel in the metrics")
+        lines = (await metrics()).splitlines()
+    sent = [line for line in lines if line.startswith('gateway_bytes_total{route="/ws"')]
+    assert all(int(float(line.split()[-1])) > 1000 for line in sent) and len(sent) == 2
