@@ -42,8 +42,11 @@ class WsSystem:
         self.backend = self.system.spawn("backend", [*argv, "--raw-port", str(self.raw_port)], port)
         await self.backend.ready()
 
-    async def start_gateway(self, extra: dict[str, Any] | None = None, **route: Any) -> None:
-        """`route` keys apply to every route, `extra` keys to the top level."""
+    async def start_gateway(
+        self, extra: dict[str, Any] | None = None, *, workers: int = 0, **route: Any
+    ) -> None:
+        """`route` keys apply to every route, `extra` keys to the top level; with `workers`,
+        under gunicorn."""
         assert self.backend is not None
         backend = self.backend.url
         document = {
@@ -56,7 +59,7 @@ class WsSystem:
             "shutdown": {"drain_delay": 0.1, "grace": 5},
             **(extra or {}),
         }
-        self.gateway = self.system.gateway(document)
+        self.gateway = self.system.gateway(document, workers=workers)
         await self.gateway.ready()
 
     @property

@@ -400,3 +400,18 @@ async def test_tunnels_show_in_the_metrics(ws_system: WsSystem) -> None:
         lines = (await metrics()).splitlines()
     sent = [line for line in lines if line.startswith('gateway_bytes_total{route="/ws"')]
     assert all(int(float(line.split()[-1])) > 1000 for line in sent) and len(sent) == 2
+
+
+async def test_under_gunicorn_tunnels_work_and_drain_with_1001(ws_system: WsSystem) -> None:
+    await ws_system.start_gateway({"shutdown": {"drain_delay": 0.1, "grace": 20}}, workers=1)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_system.url + "/ws/echo", headers=KEY) as ws,
+    ):
+        await ws.send_bytes(b"\x00\x01" * 40000)
+        assert (await ws.receive(timeout=10)).data == b"\x00\x01" * 40000
+        assert ws_system.gateway is not None
+        ws_system.gateway.send(signal.SIGTERM)
+        msg = await ws.receive(timeout=10)
+        assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+    assert await ws_system.gateway.exited(30) == 0
