@@ -36,8 +36,12 @@ _KEPT = ("counters", "histograms", "windows")
 
 def make_shared_dir() -> Path:
     """A fresh directory for one gunicorn master's workers (in memory when /dev/shm exists)."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - a private mkdtemp
-    return Path(tempfile.mkdtemp(prefix="apigw-metrics-", dir=base))
+    if os.path.isdir("/dev/shm"):  # noqa: S108 - a private mkdtemp below it
+        try:
+            return Path(tempfile.mkdtemp(prefix="apigw-metrics-", dir="/dev/shm"))
+        except OSError:
+            pass  # read-only or full: the default temporary directory will do
+    return Path(tempfile.mkdtemp(prefix="apigw-metrics-"))
 
 
 def remove_shared_dir(directory: Path) -> None:
@@ -142,7 +146,12 @@ class SharedMetrics:
         self._path = directory / f"{_LIVE}{os.getpid()}.json"
 
     def write(self, snapshot: Snapshot) -> None:
-        _write(self._path, snapshot)
+        try:
+            _write(self._path, snapshot)
+        except FileNotFoundError:
+            # Someone cleaned the temporary directory: the counters are in memory, start over.
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write(self._path, snapshot)
 
     def collect(self) -> Snapshot:
         """Every worker's snapshot summed (the caller wrote its own first); blocking file I/O."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -541,3 +542,48 @@ async def test_bytes_of_a_long_download_are_counted_while_it_runs(
     assert value(found, "gateway_requests_in_flight", route="/files") == 1
     release.set()
     assert len(await resp.read()) == 1000
+
+
+def test_a_dead_workers_file_is_folded_keeping_its_counters_not_its_gauges(
+    tmp_path: Path,
+) -> None:
+    from apigw.metrics_share import SharedMetrics, record_reload, retire_worker
+
+    shared = SharedMetrics(tmp_path)
+    dead_pid = 999_999
+    (tmp_path / f"w-{dead_pid}.json").write_text(
+        json.dumps(
+            {
+                "counters": {"gateway_requests_total": {"a": 5}},
+                "gauges": {"gateway_requests_in_flight": {"r": 3}},
+                "worker": {"pid": dead_pid},
+            }
+        )
+    )
+    shared.write({"counters": {"gateway_requests_total": {"a": 1}}, "worker": {"pid": 1}})
+    assert shared.collect()["gauges"]["gateway_requests_in_flight"] == {"r": 3}
+    retire_worker(tmp_path, dead_pid)
+    record_reload(tmp_path, ok=True)
+    for _ in range(2):  # folded once, then read from retired.json
+        merged = shared.collect()
+        assert merged["counters"]["gateway_requests_total"] == {"a": 6}
+        assert merged["gauges"].get("gateway_requests_in_flight", {}) == {}
+        assert merged["workers"] == 1
+        assert merged["generation"] == 2
+        assert merged["counters"]["gateway_config_reloads_total"] == {'result="success"': 1}
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "master.json",
+        "retired.json",
+        f"w-{os.getpid()}.json",
+    ]
+
+
+def test_a_removed_shared_directory_is_made_again(tmp_path: Path) -> None:
+    from apigw.metrics_share import SharedMetrics
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    shared = SharedMetrics(directory)
+    directory.rmdir()
+    shared.write({"counters": {"gateway_requests_total": {"a": 1}}})
+    assert shared.collect()["counters"]["gateway_requests_total"] == {"a": 1}
