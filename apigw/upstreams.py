@@ -76,6 +76,7 @@ class UpstreamPool:
         "route",
         "stats",
         "stream_paths",
+        "stream_prefixes",
         "stream_timeout",
         "stream_types",
         "targets",
@@ -96,6 +97,7 @@ class UpstreamPool:
         streaming = route.streaming
         self.stream_paths = tuple((p, p + "/") for p in streaming.paths)
         self.stream_types = streaming.content_types
+        self.stream_prefixes = tuple(streaming.content_types)
         self.stream_timeout = aiohttp.ClientTimeout(
             total=None,
             connect=route.timeouts.connect,
