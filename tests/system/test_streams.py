@@ -45,6 +45,7 @@ async def test_each_event_arrives_within_50ms_of_being_sent(ws_system: WsSystem)
         events = await read_events(resp)
     assert len(events) == 10
     delays = [arrived - float(event.split(b"data: ")[1]) for arrived, event in events]
+    print(f"SSE delays: max {max(delays) * 1000:.1f} ms, min {min(delays) * 1000:.1f} ms")
     assert max(delays) < 0.05, delays
 
 
