@@ -270,6 +270,10 @@ class Tunnel:
             self._send_down(self._pending_down)
         if self._up.at_boundary:
             self._send_up(self._pending_up)
+        if self.cut_down and self._up.closed:
+            # The client had closed already: it waited only for this answer.
+            self._finish()
+            return
         self._close_wait = self._loop.call_later(CLOSE_WAIT, self._finish, True)
 
     def client_lost(self) -> None:
