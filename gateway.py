@@ -21,6 +21,7 @@ from apigw.live_page import setup_live_page
 from apigw.openapi.fetch import setup_backend_docs
 from apigw.openapi.swagger import setup_docs
 from apigw.proxy import defer_continue, setup_proxy
+from apigw.ratelimit import setup_rate_limits
 from apigw.request_gate import RequestGate
 from apigw.server import install_error_answers, report_parser, server_args
 from apigw.shared.appkeys import (
@@ -61,7 +62,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     observer = setup_observability(app, settings)
     # What aiohttp's parser refuses never reaches a middleware: counted where it is answered.
     handler_args["logger"].on_answer = observer.parser_answered
-    proxy = setup_proxy(app)
+    proxy = setup_proxy(app, setup_rate_limits(app))
     setup_backend_docs(app, spec)
     setup_health(app)
     setup_lifecycle(app, settings.shutdown)

@@ -42,8 +42,7 @@ log = logging.getLogger("apigw.shared.errors")
 CLIENT_CLOSED_REQUEST = 499
 
 
-def _is_open(request: web.Request) -> bool:
-    app = request.app
+def _is_open(request: web.Request, app: web.Application) -> bool:
     # The raw path, not request.path: yarl resolves dot-segments in the decoded one.
     path = request.raw_path.partition("?")[0]
     if path in ADMIN_PATHS:
@@ -72,7 +71,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     """The gateway's outermost layer: gives the request its id and trace context, and records
     it when its answer is done (metrics, the access log line, the span). Every response
     carries the request id and the configured Server header."""
-    observer = request.app[OBSERVER_KEY]
+    app = request.app
+    observer = app[OBSERVER_KEY]
     exchange = observer.begin(request)
     request[EXCHANGE_KEY] = exchange
     request[REQUEST_ID_KEY] = exchange.request_id
@@ -89,7 +89,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not response.prepared:
         headers = response.headers
         headers[REQUEST_ID_HEADER] = exchange.request_id
-        headers[hdrs.SERVER] = request.app[SERVER_HEADER_KEY]
+        headers[hdrs.SERVER] = app[SERVER_HEADER_KEY]
     observer.finish(request, exchange, response.status, response)
     return response
 
@@ -182,7 +182,8 @@ async def request_gate_middleware(request: web.Request, handler: Handler) -> web
 @web.middleware
 async def client_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Accepts a request only with one valid x-api-key; it runs before routing answers 404."""
-    if _is_open(request):
+    app = request.app
+    if _is_open(request, app):
         return await handler(request)
     keys = request.headers.getall(API_KEY_HEADER, ())
     if len(keys) > 1:
@@ -195,7 +196,7 @@ async def client_key_middleware(request: web.Request, handler: Handler) -> web.S
         request[KEY_IN_PROTOCOL_KEY] = bool(key)
     consumer = None
     if key and key.isascii():
-        consumer = request.app[KEYRING_KEY].consumer_for(key.encode())
+        consumer = app[KEYRING_KEY].consumer_for(key.encode())
     if consumer is None:
         raise ProblemError(401, "A valid API key is required in the x-api-key header.")
     request[CONSUMER_KEY] = consumer
@@ -205,7 +206,7 @@ async def client_key_middleware(request: web.Request, handler: Handler) -> web.S
 @web.middleware
 async def gateway_secret_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A backend answers only the gateway: x-gateway-secret must match an accepted secret."""
-    if _is_open(request):
+    if _is_open(request, request.app):
         return await handler(request)
     presented = request.headers.getall(GATEWAY_SECRET_HEADER, ())
     ok = False

@@ -170,7 +170,8 @@ class Observer:
         reason = exchange.reason
         if reason is None and not upstream:
             reason = REASON_BY_STATUS.get(status)
-        consumer = request.get(CONSUMER_KEY)
+        found = request.get(CONSUMER_KEY)
+        consumer = None if found is None else found.name
         if self.metrics_enabled:
             key = status << 4 | METHOD_INDEX.get(request.method, OTHER_METHOD) << 1 | upstream
             counts = stats.requests

@@ -8,6 +8,7 @@ can never stop the gateway. Each worker drains on SIGTERM the way `python gatewa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import signal
 import sys
@@ -54,6 +55,9 @@ def on_reload(server: Any) -> None:
 
 
 def _accept(server: Any, settings: GatewaySettings) -> None:
+    # Workers count local rate limits alone; with divide_by_workers each takes its share.
+    limits = dataclasses.replace(settings.rate_limits, workers=max(1, int(server.cfg.workers)))
+    settings = dataclasses.replace(settings, rate_limits=limits)
     setattr(server, _SETTINGS_ATTR, settings)
     # The master kills a worker this long after SIGTERM: room for the drain delay, the grace
     # period, and the worker loop's one-second tick.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from time import monotonic, perf_counter
 
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
+from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -15,6 +16,8 @@ from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
 from apigw.exchange import Exchange
 from apigw.metrics import Metrics, RouteStats
+from apigw.policies import policy_sets
+from apigw.ratelimit import RateLimiter
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_path, check_target
 from apigw.shared.appkeys import (
@@ -29,6 +32,8 @@ from apigw.shared.appkeys import (
 )
 from apigw.shared.errors import ProblemError, abort_connection, problem_response
 from apigw.shared.headers import (
+    RATELIMIT_HEADER,
+    RATELIMIT_POLICY_HEADER,
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     downstream_response_headers,
@@ -44,6 +49,33 @@ log = logging.getLogger("apigw.proxy")
 
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
+_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
+
+
+class ForwardingRequest(aiohttp.ClientRequest):
+    """aiohttp's ClientRequest, minus per-request work the gateway never needs.
+
+    Given `skip_auto_headers`, aiohttp sorts the names, builds a multidict of them and copies
+    every request header to see which defaults to add; the gateway adds none, ever, so the
+    skipped set is made once here. And the headers, already a fresh multidict the session
+    made for this request, are copied in C instead of one `add` per header in Python. Reaches
+    into aiohttp (these methods are not public API): tests/gateway/test_aiohttp_internals.py
+    fails if an upgrade changes them.
+    """
+
+    def update_headers(self, headers: LooseHeaders | None) -> None:
+        if not isinstance(headers, CIMultiDict) or hdrs.HOST in headers:
+            super().update_headers(headers)  # not what the session passes for the proxy
+            return
+        host = self.url.host_port_subcomponent
+        assert host is not None  # an absolute URL: the proxy builds it from a target base
+        self.headers = CIMultiDict(((hdrs.HOST, host),))  # Host first, as aiohttp puts it
+        self.headers.extend(headers)
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _SKIPPED
+
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 NO_ROUTE = "No route matches this path."
 
@@ -62,6 +94,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
         # One session serves every client: it must never keep or send anyone's cookies.
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_SKIP_AUTO_HEADERS,
+        request_class=ForwardingRequest,
         timeout=aiohttp.ClientTimeout(total=None),
     )
 
@@ -69,6 +102,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
 async def session_ctx(app: web.Application) -> AsyncIterator[None]:
     session = make_session(app[SETTINGS_KEY].pool)
     app[SESSION_KEY] = session
+    app[PROXY_KEY].session = session
     yield
     await session.close()
 
@@ -76,10 +110,15 @@ async def session_ctx(app: web.Application) -> AsyncIterator[None]:
 class ProxyState:
     """One generation of the config as the proxy uses it; a reload swaps in a whole new one."""
 
-    __slots__ = ("pools", "routes", "secret", "server", "settings")
+    __slots__ = ("policies", "pools", "routes", "secret", "server", "settings")
 
     def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
         self.settings = settings
+        limits = settings.rate_limits
+        # Route prefix -> plan name -> what a consumer of that plan is held to on the route.
+        self.policies = policy_sets(
+            settings.plans, settings.routes, limits.workers if limits.divide_by_workers else 1
+        )
         self.pools = tuple(
             UpstreamPool(route, metrics.route(route.prefix)) for route in settings.routes
         )
@@ -93,11 +132,14 @@ class ProxyState:
 class Proxy:
     """The proxying handler, with everything it needs prepared at start-up or reload."""
 
-    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: Metrics, limiter: RateLimiter) -> None:
         self.metrics = metrics
+        self.limiter = limiter
         self.state = ProxyState(settings, metrics)
         # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
         self.draining = False
+        # The pooled session, set by session_ctx (kept here: no app lookup per request).
+        self.session: aiohttp.ClientSession | None = None
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -128,92 +170,120 @@ class Proxy:
         exchange = request[EXCHANGE_KEY]
         stats = exchange.stats = pool.stats
         stats.in_flight += 1  # observe_middleware takes it back when the answer is done
-        headers = upstream_request_headers(
-            request.headers,
-            secret=state.secret,
-            consumer=consumer,
-            request_id=exchange.request_id,
-            client_ip=request.remote,
-            scheme=request.scheme,
-            traceparent=exchange.traceparent,
-            tracestate=exchange.tracestate,
-        )
-        if hdrs.UPGRADE in request.headers and is_websocket_upgrade(request.headers):
-            if pool.route.websocket.enabled:
-                registry = request.app[LONG_LIVED_KEY]
-                return await tunnel_websocket(request, pool, headers, registry, state.server)
-            if request.get(KEY_IN_PROTOCOL_KEY):
-                raise ProblemError(401, "A valid API key is required in the x-api-key header.")
-        # Streams known by their path (long polls) wait for their answer with the stream idle
-        # timeout, and no total (apigw/streams.py).
-        streaming = bool(pool.stream_paths) and pool.is_stream_path(path)
-        # The whole-request limit is checked at every chunk both ways and before a retry;
-        # every single wait is capped by it too (make_client_timeout). No timer per request.
-        deadline = None if pool.total is None or streaming else monotonic() + pool.total
-        body = None
-        if request.body_exists:
-            route = pool.route
-            length = request.content_length
-            if length is not None:
-                if route.max_body_bytes is not None and length > route.max_body_bytes:
-                    raise ProblemError(
-                        413,
-                        f"The request body is larger than {route.max_body_bytes} bytes.",
-                        close=True,
-                    )
-                # The server framed the body by this length, so exactly this many bytes follow.
-                headers[hdrs.CONTENT_LENGTH] = str(length)
-            body = exchange.body = RequestBody(
-                request.content,
-                max_bytes=route.max_body_bytes,
-                idle_timeout=route.timeouts.body_idle,
-                deadline=deadline,
-                stats=stats,
-            )
-        # Picked last: a pick may claim a half-open trial, which every path below settles.
-        target = pool.pick()
-        if target is None:
-            raise _all_down(pool)
-        if (
-            body is not None
-            and request.version == HttpVersion11
-            and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
-        ):
-            # Only now, with the key accepted and a target found, may the client send.
-            try:
-                await request.writer.write(_CONTINUE)
-            except BaseException:
-                pool.released(target)
-                raise
-            request.writer.output_size = 0
-        target.in_flight += 1
-        exchange.target = target
-        exchange.attempts = 1
-        exchange.attempt_start = perf_counter()
+        if consumer.routes is not None and pool.route.prefix not in consumer.routes:
+            # Before any limit is charged: a refused route costs the consumer nothing.
+            raise ProblemError(403, "This API key may not call this route.")
         try:
-            upstream = await self._attempt(
-                request, pool, target, headers, body, exchange, streaming
-            )
-        except BaseException as exc:
-            target.in_flight -= 1
-            upstream, target = await self._retry(
-                request, pool, target, headers, body, deadline, exc, exchange, streaming
-            )
-        exchange.upstream_s = perf_counter() - exchange.attempt_start
-        if exchange.span is not None:
-            request.app[OBSERVER_KEY].attempt_done(exchange, upstream.status, None)
-        try:
-            if upstream.status >= 500 and pool.health.fail_on_5xx:
-                pool.failed(target)
+            policies = state.policies[pool.route.prefix][consumer.plan]
+        except KeyError:
+            # The key was checked against the config before a reload that removed its plan.
+            raise ProblemError(
+                401, "A valid API key is required in the x-api-key header."
+            ) from None
+        fields = None
+        if policies is not None:
+            limiter = self.limiter
+            if limiter.is_local:
+                # No round trip, so no await: the cheapest path for the default store.
+                fields = limiter.local.admit(consumer.name, policies.local)
             else:
-                pool.succeeded(target)
-            return await self._relay(request, upstream, pool, target, deadline, exchange, streaming)
-        finally:
-            target.in_flight -= 1
-            upstream.release()
+                fields = await limiter.admit(consumer.name, policies)
+        try:
+            headers = upstream_request_headers(
+                request.headers,
+                secret=state.secret,
+                consumer=consumer.name,
+                request_id=exchange.request_id,
+                client_ip=request.remote,
+                scheme=request.scheme,
+                traceparent=exchange.traceparent,
+                tracestate=exchange.tracestate,
+                plan=consumer.plan,
+            )
+            if hdrs.UPGRADE in request.headers and is_websocket_upgrade(request.headers):
+                if pool.route.websocket.enabled:
+                    registry = request.app[LONG_LIVED_KEY]
+                    return await tunnel_websocket(request, pool, headers, registry, state.server)
+                if request.get(KEY_IN_PROTOCOL_KEY):
+                    raise ProblemError(401, "A valid API key is required in the x-api-key header.")
+            # Streams known by their path (long polls) wait for their answer with the stream
+            # idle timeout, and no total (apigw/streams.py).
+            streaming = bool(pool.stream_paths) and pool.is_stream_path(path)
+            # The whole-request limit is checked at every chunk both ways and before a retry;
+            # every single wait is capped by it too (make_client_timeout). No timer per request.
+            deadline = None if pool.total is None or streaming else monotonic() + pool.total
+            body = None
+            if request.body_exists:
+                route = pool.route
+                length = request.content_length
+                if length is not None:
+                    if route.max_body_bytes is not None and length > route.max_body_bytes:
+                        raise ProblemError(
+                            413,
+                            f"The request body is larger than {route.max_body_bytes} bytes.",
+                            close=True,
+                        )
+                    # The server framed the body by this length, so exactly this many bytes follow.
+                    headers[hdrs.CONTENT_LENGTH] = str(length)
+                body = exchange.body = RequestBody(
+                    request.content,
+                    max_bytes=route.max_body_bytes,
+                    idle_timeout=route.timeouts.body_idle,
+                    deadline=deadline,
+                    stats=stats,
+                )
+            # Picked last: a pick may claim a half-open trial, which every path below settles.
+            target = pool.pick()
+            if target is None:
+                raise _all_down(pool)
+            if (
+                body is not None
+                and request.version == HttpVersion11
+                and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+            ):
+                # Only now, with the key accepted and a target found, may the client send.
+                try:
+                    await request.writer.write(_CONTINUE)
+                except BaseException:
+                    pool.released(target)
+                    raise
+                request.writer.output_size = 0
+            target.in_flight += 1
+            exchange.target = target
+            exchange.attempts = 1
+            exchange.attempt_start = perf_counter()
+            try:
+                upstream = await self._attempt(
+                    request, pool, target, headers, body, exchange, streaming
+                )
+            except BaseException as exc:
+                target.in_flight -= 1
+                upstream, target = await self._retry(
+                    request, pool, target, headers, body, deadline, exc, exchange, streaming
+                )
+            exchange.upstream_s = perf_counter() - exchange.attempt_start
+            if exchange.span is not None:
+                request.app[OBSERVER_KEY].attempt_done(exchange, upstream.status, None)
+            try:
+                if upstream.status >= 500 and pool.health.fail_on_5xx:
+                    pool.failed(target)
+                else:
+                    pool.succeeded(target)
+                return await self._relay(
+                    request, upstream, pool, target, deadline, exchange, fields, streaming
+                )
+            finally:
+                target.in_flight -= 1
+                upstream.release()
+        except ProblemError as exc:
+            # A 413, 502, 503 or 504 after the request was counted tells the count too.
+            if fields is not None:
+                exc.headers[RATELIMIT_POLICY_HEADER] = fields[0]
+                exc.headers[RATELIMIT_HEADER] = fields[1]
+            raise
 
-    @staticmethod
     def _attempt(
+        self,
         request: web.Request,
         pool: UpstreamPool,
         target: Target,
@@ -228,7 +298,9 @@ class Proxy:
                 exchange, request.method, target, request.raw_path
             )
         # request_gate_middleware lets only FORWARDED_METHODS through.
-        return request.app[SESSION_KEY].request(
+        session = self.session
+        assert session is not None, "session_ctx sets the session before any request"
+        return session.request(
             request.method,
             URL(target.base + request.raw_path, encoded=True),
             headers=headers,
@@ -303,6 +375,7 @@ class Proxy:
         target: Target,
         deadline: float | None,
         exchange: Exchange,
+        fields: tuple[str, str] | None,
         streaming: bool,
     ) -> web.StreamResponse:
         if upstream.status == 101:
@@ -312,37 +385,63 @@ class Proxy:
         request_id = exchange.request_id
         stats = pool.stats
         exchange.upstream_status = upstream.status
+        headers = downstream_response_headers(upstream.headers, request_id, self.state.server)
+        if fields is not None:
+            # Added beside the upstream's own RateLimit fields, never over them: an
+            # intermediary must not make a policy look more permissive (the draft, 7.2).
+            headers.extend(((RATELIMIT_POLICY_HEADER, fields[0]), (RATELIMIT_HEADER, fields[1])))
+        if streaming or _is_stream_type(upstream.headers.get(hdrs.CONTENT_TYPE), pool):
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=headers
+            )
+            registry = request.app[LONG_LIVED_KEY]
+            return await relay_stream(request, upstream, response, pool, target, registry)
+        content = upstream.content
+        try:
+            # What of the body has arrived with the head: for a small answer, all of it.
+            chunk = content.read_nowait()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            chunk = b""  # the read below raises it again, once the answer has started
+        if content.at_eof() and (deadline is None or monotonic() <= deadline):
+            # The whole body is here: aiohttp sends status line, headers and body in one
+            # write, where a streamed answer takes one for the head and one per chunk.
+            size = len(chunk)
+            stats.bytes_out += size
+            exchange.bytes_out += size
+            whole = web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers, body=chunk
+            )
+            if self.draining:
+                whole.force_close()
+            return whole
         response = web.StreamResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers, request_id, self.state.server),
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         if self.draining:
             response.force_close()  # sends Connection: close; see request_gate_middleware
-        if streaming or _is_stream_type(upstream.headers.get(hdrs.CONTENT_TYPE), pool):
-            registry = request.app[LONG_LIVED_KEY]
-            return await relay_stream(request, upstream, response, pool, target, registry)
         try:
             await response.prepare(request)
-            read = upstream.content.readany
+            read = content.readany
             while True:
-                try:
-                    chunk = await read()
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    pool.failed(target)
-                    kind = error_kind(exc)
-                    stats.errors[kind] = stats.errors.get(kind, 0) + 1
-                    exchange.reason = f"upstream_{kind}"
-                    log.warning(
-                        "upstream %s failed mid-response for request %s: %s; aborting the client",
-                        target.base,
-                        request_id,
-                        type(exc).__name__,
-                    )
-                    abort_connection(request)
-                    return response
                 if not chunk:
-                    break
+                    try:
+                        chunk = await read()
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        pool.failed(target)
+                        kind = error_kind(exc)
+                        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+                        exchange.reason = f"upstream_{kind}"
+                        log.warning(
+                            "upstream %s failed mid-response for request %s: %s; "
+                            "aborting the client",
+                            target.base,
+                            request_id,
+                            type(exc).__name__,
+                        )
+                        abort_connection(request)
+                        return response
+                    if not chunk:
+                        break
                 if deadline is not None and monotonic() > deadline:
                     log.warning(
                         "request %s took longer than its total timeout; aborting the client",
@@ -356,6 +455,7 @@ class Proxy:
                 stats.bytes_out += size
                 exchange.bytes_out += size
                 await response.write(chunk)
+                chunk = b""
             await response.write_eof()
         except ConnectionError:
             # The client went away (reset, or lost while we waited to write); release()
@@ -405,8 +505,8 @@ def _upstream_error(exc: Exception, kind: str, base: str, request_id: str) -> Pr
     return ProblemError(502, "The upstream could not be reached.", reason=f"upstream_{kind}")
 
 
-def setup_proxy(app: web.Application) -> Proxy:
-    proxy = Proxy(app[SETTINGS_KEY], app[OBSERVER_KEY].metrics)
+def setup_proxy(app: web.Application, limiter: RateLimiter) -> Proxy:
+    proxy = Proxy(app[SETTINGS_KEY], app[OBSERVER_KEY].metrics, limiter)
     app[OBSERVER_KEY].route_of = proxy.route_stats
     app[OBSERVER_KEY].metrics.pools = lambda: proxy.state.pools
     app[PROXY_KEY] = proxy

@@ -18,6 +18,7 @@ from apigw.shared.appkeys import (
     KEYRING_KEY,
     OBSERVER_KEY,
     PROXY_KEY,
+    RATE_LIMITER_KEY,
     SESSION_KEY,
 )
 
@@ -66,6 +67,11 @@ class Reloader:
         current = app[PROXY_KEY].state.settings
         state = app[PROXY_KEY].swap(settings)
         app[KEYRING_KEY].replace(settings.consumers)
+        # Counters follow consumer names, so they survive the reload (and a changed plan
+        # applies to them at once); only those of consumers and routes now gone are dropped.
+        app[RATE_LIMITER_KEY].local.forget_all_but(
+            {c.name for c in settings.consumers} | {r.prefix for r in settings.routes}
+        )
         app[HEALTH_CHECKS_KEY].restart(app[SESSION_KEY], state)
         app[OBSERVER_KEY].reloaded(True)
         log.info(
@@ -76,7 +82,15 @@ class Reloader:
         )
         fixed = [
             name
-            for name in ("pool", "limits", "shutdown", "access_log", "metrics", "tracing")
+            for name in (
+                "pool",
+                "limits",
+                "shutdown",
+                "access_log",
+                "metrics",
+                "tracing",
+                "rate_limits",
+            )
             if getattr(settings, name) != getattr(current, name)
         ]
         if fixed:

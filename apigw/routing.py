@@ -28,20 +28,27 @@ def check_target(raw_target: str) -> str:
         raise ProblemError(400, "The request target must be a path starting with '/'.")
     if _FORBIDDEN_RAW.search(raw_target):
         raise ProblemError(400, "The request target contains a forbidden character.")
-    return check_path(raw_target.partition("?")[0])
+    return _check_clean_path(raw_target.partition("?")[0])
 
 
 def check_path(raw_path: str) -> str:
     """Return the decoded form of a raw path (no query), or raise a 400."""
     if not raw_path.startswith("/"):
         raise ProblemError(400, "The path must start with '/'.")
-    if _FORBIDDEN_RAW.search(raw_path) or _FORBIDDEN_ESCAPE.search(raw_path):
+    if _FORBIDDEN_RAW.search(raw_path):
         raise ProblemError(400, "The path contains a forbidden character.")
+    return _check_clean_path(raw_path)
+
+
+def _check_clean_path(raw_path: str) -> str:
+    # A path starting with '/' and free of _FORBIDDEN_RAW characters.
     if "//" in raw_path:
         # A backend that merges slashes would read /users//admin as /users/admin, a route
         # the gateway did not choose (and whose limits and policies it did not apply).
         raise ProblemError(400, "Empty path segments ('//') are not allowed.")
     if "%" in raw_path:
+        if _FORBIDDEN_ESCAPE.search(raw_path):
+            raise ProblemError(400, "The path contains a forbidden character.")
         try:
             decoded = unquote(raw_path, errors="strict")
         except UnicodeDecodeError:
@@ -76,12 +83,12 @@ class RouteTable(Generic[T]):
         by_prefix = self._by_prefix
         # Nothing deeper than the deepest prefix can match: a path of thousands of segments
         # costs as many probes as the table has levels, not one per segment.
-        end = 0
-        for _ in range(self._depth):
+        end = path.find("/", 1)
+        depth = self._depth
+        while depth > 1 and end > 0:
             end = path.find("/", end + 1)
-            if end < 0:
-                break
-        candidate = path if end < 0 else path[:end]
+            depth -= 1
+        candidate = path[:end] if end > 0 else path
         while True:
             target = by_prefix.get(candidate)
             if target is not None:

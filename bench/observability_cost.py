@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,8 +47,9 @@ def main() -> None:
     (tmp / "www").mkdir()
     conf = (Path(bench.PEERS) / "nginx_upstream.conf").read_text()
     (tmp / "up.conf").write_text(conf.replace("@ROOT@", str(tmp / "www")))
-    config = (ROOT / "gateway.yaml").read_text()
-    (tmp / "off.yaml").write_text(config + "\nmetrics: false\naccess_log: false\n")
+    off = yaml.safe_load((ROOT / "gateway.yaml").read_text())
+    off.update(metrics=False, access_log=False)
+    (tmp / "off.yaml").write_text(yaml.safe_dump(off))
     env = {
         "USERS_SERVICE_URL": f"http://127.0.0.1:{bench.UP}",
         "ORDERS_SERVICE_URL": f"http://127.0.0.1:{bench.SINK}",

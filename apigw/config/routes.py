@@ -21,6 +21,7 @@ from apigw.config.fields import (
     number,
     optional_number,
 )
+from apigw.config.plans import Rate, parse_rate
 from apigw.config.streaming import (
     Streaming,
     WebSocketSettings,
@@ -69,6 +70,8 @@ class Route:
     # Frozen dataclasses, so one shared default is safe; ruff cannot see that across modules.
     websocket: WebSocketSettings = WebSocketSettings()  # noqa: RUF009
     streaming: Streaming = Streaming()  # noqa: RUF009
+    # One GCRA bucket that every consumer of the route shares; None: no route-wide limit.
+    rate: Rate | None = None
 
 
 def _check_prefix(prefix: Any, where: str) -> str:
@@ -112,6 +115,7 @@ _ROUTE_FIELDS = {
     "health",
     "websocket",
     "streaming",
+    "rate",
 }
 
 
@@ -139,6 +143,9 @@ def parse_route(node: Any, where: str, defaults: Route) -> Route:
         health=parse_health(node.get("health"), f"{where}.health", defaults.health),
         websocket=parse_websocket(node.get("websocket"), f"{where}.websocket", defaults.websocket),
         streaming=streaming,
+        rate=None
+        if node.get("rate") is None
+        else parse_rate(node["rate"], f"{where}.rate", "route"),
     )
 
 

@@ -34,6 +34,7 @@ from apigw.config.observability import (
     parse_metrics,
     parse_tracing,
 )
+from apigw.config.plans import Plan, RateLimitSettings, parse_plans, parse_rate_limits
 from apigw.config.process import (
     PoolSettings,
     ServerLimits,
@@ -80,6 +81,9 @@ class GatewaySettings:
     metrics: MetricsSettings = MetricsSettings()  # noqa: RUF009
     tracing: TracingSettings = TracingSettings()  # noqa: RUF009
     server_header: str = DEFAULT_SERVER_HEADER
+    # Plan name -> plan; always holds "unlimited".
+    plans: Mapping[str, Plan] = field(default_factory=lambda: {"unlimited": Plan("unlimited")})
+    rate_limits: RateLimitSettings = RateLimitSettings()  # noqa: RUF009
     production: bool = False
     source: str = ""
 
@@ -133,6 +137,10 @@ def parse_gateway_settings(
             "server_header",
             "websocket",
             "streaming",
+            "plans",
+            "default_plan",
+            "consumers_file",
+            "rate_limits",
             "admin",
             "metrics",
             "tracing",
@@ -162,8 +170,19 @@ def parse_gateway_settings(
             raise ConfigError(f"routes[{i}].prefix: {route.prefix!r} is declared twice")
         seen.add(route.prefix)
 
-    consumers = parse_consumers(top.get("consumers"))
-    digests = {c.digest for c in consumers}
+    plans = parse_plans(top.get("plans"))
+    default_plan = top.get("default_plan", "unlimited")
+    if default_plan not in plans:
+        raise ConfigError(f"default_plan: no plan named {default_plan!r} under plans:")
+    _check_policy_names(plans, routes)
+    consumers = parse_consumers(
+        top.get("consumers"),
+        _consumers_file(top.get("consumers_file"), source),
+        plans,
+        default_plan,
+        frozenset(seen),
+    )
+    digests = {d for c in consumers for d in c.digests}
 
     pool = parse_pool(top.get("pool"))
     access_log = parse_access_log(top.get("access_log"))
@@ -199,9 +218,37 @@ def parse_gateway_settings(
         metrics=parse_metrics(top.get("metrics")),
         tracing=parse_tracing(top.get("tracing")),
         server_header=server_header,
+        plans=plans,
+        rate_limits=parse_rate_limits(top.get("rate_limits")),
         production=production,
         source=source,
     )
+
+
+def _consumers_file(node: Any, source: str) -> Path | None:
+    """`consumers_file:` is relative to the config file that names it."""
+    if node is None:
+        return None
+    if not isinstance(node, str) or not node:
+        raise ConfigError("consumers_file: expected the path of a JSON Lines file")
+    path = Path(node)
+    if not path.is_absolute() and source:
+        path = Path(source).parent / path
+    return path
+
+
+def _check_policy_names(plans: Mapping[str, Plan], routes: tuple[Route, ...]) -> None:
+    """A response names each policy it reports: a route's rate may not share a plan's name."""
+    for route in routes:
+        if route.rate is None:
+            continue
+        for plan in plans.values():
+            own = {q.name for q in plan.quotas} | ({plan.rate.name} if plan.rate else set())
+            if route.rate.name in own:
+                raise ConfigError(
+                    f"routes: the rate of {route.prefix} is named {route.rate.name!r} like a "
+                    f"policy of plan {plan.name!r}; give it another name (rate.name)"
+                )
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:

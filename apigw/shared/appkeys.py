@@ -11,11 +11,13 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from apigw.config import GatewaySettings
+    from apigw.config.consumers import Consumer
     from apigw.exchange import Exchange, Observer
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
     from apigw.proxy import Proxy
+    from apigw.ratelimit import RateLimiter
     from apigw.reload import Reloader
     from apigw.request_gate import RequestGate
     from apigw.services.order_events import OrderFeed
@@ -33,6 +35,7 @@ RELOADER_KEY: web.AppKey[Reloader] = web.AppKey("reloader")
 REQUEST_GATE_KEY: web.AppKey[RequestGate] = web.AppKey("request_gate")
 # Streams and WebSocket tunnels under way, with their own cap and drain (apigw.streams).
 LONG_LIVED_KEY: web.AppKey[LongLived] = web.AppKey("long_lived")
+RATE_LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # Metrics, access log and span export of this worker (apigw.exchange).
 OBSERVER_KEY: web.AppKey[Observer] = web.AppKey("observer")
 # Secrets a service accepts in x-gateway-secret, as bytes for hmac.compare_digest.
@@ -46,7 +49,8 @@ OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
-CONSUMER_KEY: web.RequestKey[str] = web.RequestKey("consumer", str)
+# The consumer whose key the request carries (its name, plan and allowed routes).
+CONSUMER_KEY: web.RequestKey[Consumer] = web.RequestKey("consumer")
 # The client's key came as a WebSocket subprotocol (apigw.websocket.KEY_PROTOCOL_PREFIX).
 KEY_IN_PROTOCOL_KEY: web.RequestKey[bool] = web.RequestKey("key_in_protocol", bool)
 # What the gateway records of a request: trace context, route, upstream side, timing.

@@ -32,9 +32,11 @@ class ProblemError(Exception):
         title: str | None = None,
         extra: Mapping[str, object] | None = None,
         close: bool = False,
+        problem_type: str = "about:blank",
         reason: str | None = None,
     ) -> None:
         super().__init__(detail)
+        self.problem_type = problem_type  # RFC 9457 "type": a URI naming the kind of problem
         # Why the gateway answered itself, as the access log and the metrics name it (a small
         # fixed vocabulary, see apigw/exchange.py); None: derived from the status.
         self.reason = reason
@@ -61,10 +63,11 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     title: str | None = None,
     extra: Mapping[str, object] | None = None,
+    problem_type: str = "about:blank",
     trace_id: str | None = None,
 ) -> web.Response:
     body: dict[str, object] = {
-        "type": "about:blank",
+        "type": problem_type,
         "title": title or _phrase(status),
         "status": status,
         "detail": detail,
@@ -92,6 +95,7 @@ def render_error(error: ProblemError, request_id: str, trace_id: str | None = No
         headers=error.headers,
         title=error.title,
         extra=error.extra,
+        problem_type=error.problem_type,
         trace_id=trace_id,
     )
     if error.close:

@@ -16,6 +16,11 @@ from multidict import CIMultiDict, CIMultiDictProxy, istr
 API_KEY_HEADER = istr("x-api-key")
 GATEWAY_SECRET_HEADER = istr("x-gateway-secret")
 CONSUMER_HEADER = istr("x-consumer-name")
+# The consumer's plan, for backends that vary what they do by plan.
+PLAN_HEADER = istr("x-consumer-plan")
+# draft-ietf-httpapi-ratelimit-headers-10: Structured Field Lists.
+RATELIMIT_HEADER = istr("RateLimit")
+RATELIMIT_POLICY_HEADER = istr("RateLimit-Policy")
 REQUEST_ID_HEADER = istr("x-request-id")
 # W3C Trace Context: the gateway continues or starts the trace and sets its own (tracecontext.py).
 TRACEPARENT_HEADER = istr("traceparent")
@@ -46,6 +51,7 @@ _DROP_FROM_CLIENT = (
     API_KEY_HEADER,
     GATEWAY_SECRET_HEADER,
     CONSUMER_HEADER,
+    PLAN_HEADER,
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     TRACESTATE_HEADER,
@@ -56,6 +62,11 @@ _DROP_FROM_CLIENT = (
 )
 # The upstream's Server header is replaced by the gateway's, as nginx hides it by default.
 _DROP_FROM_UPSTREAM = (*HOP_BY_HOP, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, hdrs.SERVER)
+
+# Lower-cased, for one set lookup per header present (a request or answer carries a handful,
+# the lists above name a dozen or two: popping each name would cost far more).
+_DROP_FROM_CLIENT_LOWER = frozenset(name.lower() for name in _DROP_FROM_CLIENT)
+_DROP_FROM_UPSTREAM_LOWER = frozenset(name.lower() for name in _DROP_FROM_UPSTREAM)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -83,14 +94,16 @@ def upstream_request_headers(
     request_id: str,
     client_ip: str | None,
     scheme: str,
+    plan: str | None = None,
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> CIMultiDict[str]:
     headers = CIMultiDict(incoming)
     if hdrs.CONNECTION in incoming:
         _drop_connection_named(headers, incoming)
-    for name in _DROP_FROM_CLIENT:
-        headers.popall(name, None)
+    for name in incoming:
+        if name.lower() in _DROP_FROM_CLIENT_LOWER:
+            headers.popall(name, None)
     host = incoming.get(hdrs.HOST)
     # The client's X-Forwarded-* cannot be trusted at the edge: they are replaced, not appended.
     if client_ip:
@@ -100,6 +113,8 @@ def upstream_request_headers(
         headers[hdrs.X_FORWARDED_HOST] = host
     headers[REQUEST_ID_HEADER] = request_id
     headers[CONSUMER_HEADER] = consumer
+    if plan is not None:
+        headers[PLAN_HEADER] = plan
     headers[GATEWAY_SECRET_HEADER] = secret
     if traceparent is not None:
         headers[TRACEPARENT_HEADER] = traceparent
@@ -115,8 +130,9 @@ def downstream_response_headers(
     headers = CIMultiDict(upstream)
     if hdrs.CONNECTION in upstream:
         _drop_connection_named(headers, upstream)
-    for name in _DROP_FROM_UPSTREAM:
-        headers.popall(name, None)
+    for name in upstream:
+        if name.lower() in _DROP_FROM_UPSTREAM_LOWER:
+            headers.popall(name, None)
     headers[REQUEST_ID_HEADER] = request_id
     headers[hdrs.SERVER] = server
     return headers

@@ -37,7 +37,9 @@ def test_shipped_config_routes_users_and_orders_with_env_defaults() -> None:
         ("/users", ("http://127.0.0.1:8001",)),
         ("/orders", ("http://127.0.0.1:8002",)),
     ]
-    assert Keyring(settings.consumers).consumer_for(DEMO_KEY.encode()) == "demo"
+    demo = Keyring(settings.consumers).consumer_for(DEMO_KEY.encode())
+    assert demo is not None
+    assert demo.name == "demo"
 
 
 def test_env_substitution_overrides_defaults() -> None:

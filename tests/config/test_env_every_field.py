@@ -41,9 +41,34 @@ EVERY_FIELD: dict[str, Any] = {
             "health": HEALTH,
             "websocket": WEBSOCKET,
             "streaming": {"content_types": ["text/x-feed"], "paths": ["/users/feed"]},
+            "rate": {"limit": 50, "per": "10s", "burst": 60, "name": "users-route"},
         }
     ],
-    "consumers": [{"name": "alice", "key_sha256": digest_of(b"alice-key-0123456789").hex()}],
+    "consumers": [
+        {
+            "name": "alice",
+            "keys_sha256": [digest_of(b"alice-key-0123456789").hex()],
+            "plan": "free",
+            "routes": ["/users"],
+        }
+    ],
+    "plans": {
+        "free": {
+            "rate": {"limit": 10, "per": "1m", "burst": 20, "name": "per-minute"},
+            "quotas": [{"name": "daily", "limit": 1000, "per": "day"}],
+        }
+    },
+    "default_plan": "free",
+    "rate_limits": {
+        "store": "redis",
+        "redis_url": "redis://127.0.0.1:6390/2",
+        "on_store_error": "deny",
+        "redis_timeout": 0.2,
+        "redis_pool": 8,
+        "retry_interval": 3,
+        "key_prefix": "edge",
+        "divide_by_workers": True,
+    },
     "pool": {"max_connections": 77, "idle_timeout": 0.5},
     "timeouts": TIMEOUTS,
     "access_log": {"enabled": True, "target": "/var/log/apigw/access.log", "queue": 500},

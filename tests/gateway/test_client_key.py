@@ -105,4 +105,6 @@ def test_mint_prints_key_once_and_its_digest(capsys: pytest.CaptureFixture[str])
     assert "name: alice" in out
     consumers = [{"name": "alice", "key_sha256": digest}]
     settings = make_settings({"/users": ["http://127.0.0.1:9"]}, extra={"consumers": consumers})
-    assert Keyring(settings.consumers).consumer_for(key.encode()) == "alice"
+    alice = Keyring(settings.consumers).consumer_for(key.encode())
+    assert alice is not None
+    assert alice.name == "alice"
