@@ -11,6 +11,7 @@ import signal
 import aiohttp
 from aiohttp import WSMsgType
 
+from apigw.config.consumers import digest_of
 from tests.support import DEMO_KEY, KEY, TEST_SECRET
 from tests.support.wait import eventually
 from tests.support.ws_client import RawWebSocket, encode_frame
@@ -415,3 +416,27 @@ async def test_under_gunicorn_tunnels_work_and_drain_with_1001(ws_system: WsSyst
         msg = await ws.receive(timeout=10)
         assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
     assert await ws_system.gateway.exited(30) == 0
+
+
+async def test_a_handshake_is_held_to_route_access_and_rate_limits(ws_system: WsSystem) -> None:
+    key = digest_of(DEMO_KEY.encode()).hex()
+    await ws_system.start_gateway(
+        {
+            "consumers": [
+                {"name": "demo", "keys_sha256": [key], "plan": "tight", "routes": ["/ws"]}
+            ],
+            "plans": {"tight": {"rate": {"limit": 1, "per": "1m", "burst": 1}}},
+        }
+    )
+    outside = await RawWebSocket.connect(ws_system.gateway_port, "/raw/echo", KEY)
+    assert outside.status == 403
+    outside.close()
+    first = await RawWebSocket.connect(ws_system.gateway_port, "/ws/echo", KEY)
+    assert first.status == 101
+    second = await RawWebSocket.connect(ws_system.gateway_port, "/ws/echo", KEY)
+    assert second.status == 429
+    assert "Retry-After" in second.head
+    second.close()
+    first.close()
+    # Only the handshake that was allowed reached a backend.
+    assert len(ws_system.report()["handshakes"]) == 1
