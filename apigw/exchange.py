@@ -71,6 +71,8 @@ REJECTIONS = frozenset(
         "no_route",
         "overloaded",
         "rate_limited",
+        # on_store_error: deny, while the rate-limit store cannot be reached (503).
+        "rate_limit_store",
         "too_large",
     }
 )
