@@ -17,6 +17,7 @@ from apigw.exchange import setup_observability
 from apigw.health import setup_health
 from apigw.keys import Keyring
 from apigw.lifecycle import install_signal_handlers, setup_lifecycle
+from apigw.live_page import setup_live_page
 from apigw.openapi.fetch import setup_backend_docs
 from apigw.openapi.swagger import setup_docs
 from apigw.proxy import defer_continue, setup_proxy
@@ -34,6 +35,7 @@ from apigw.shared.appkeys import (
 from apigw.shared.cli import fail, make_parser, serve, setup_logging
 from apigw.shared.logs import install_redaction
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, healthz
+from apigw.streams import setup_long_lived
 from middleware import GATEWAY_MIDDLEWARES
 
 
@@ -56,6 +58,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     app[OPEN_PREFIXES_KEY] = (DOCS_PATH + "/",)
     app.router.add_get(HEALTHZ_PATH, healthz)
     spec = setup_docs(app, "API gateway")
+    setup_live_page(app)
     observer = setup_observability(app, settings)
     # What aiohttp's parser refuses never reaches a middleware: counted where it is answered.
     handler_args["logger"].on_answer = observer.parser_answered
@@ -63,6 +66,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     setup_backend_docs(app, spec)
     setup_health(app)
     setup_lifecycle(app, settings.shutdown)
+    setup_long_lived(app, settings.shutdown, settings.limits)
     setup_admin(app)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)

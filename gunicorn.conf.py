@@ -21,6 +21,12 @@ from apigw.gunicorn_hooks import (
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8000")
 # An async worker uses one core fully; more workers than cores only adds switching.
 workers = int(os.environ.get("GATEWAY_WORKERS", "0")) or (os.cpu_count() or 1)
+# One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections over the
+# workers evenly. On one shared socket the first worker to wake takes a whole burst (measured:
+# 8 keep-alive connections, all 8 on one worker, the other core idle). The cost: a reload or
+# restart resets connections still queued, not yet accepted, on a retiring worker's socket.
+# GATEWAY_REUSE_PORT=0 shares one socket instead (README, "Deploying with gunicorn").
+reuse_port = os.environ.get("GATEWAY_REUSE_PORT", "1") != "0"
 worker_class = "aiohttp.GunicornUVLoopWebWorker"
 # graceful_timeout (how long a worker may drain after SIGTERM) is set by on_starting from
 # the gateway config: shutdown.drain_delay + shutdown.grace + 2 s.

@@ -17,6 +17,7 @@ from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     CONSUMER_KEY,
     EXCHANGE_KEY,
+    KEY_IN_PROTOCOL_KEY,
     KEYRING_KEY,
     OBSERVER_KEY,
     OPEN_PATHS_KEY,
@@ -34,6 +35,7 @@ from apigw.shared.headers import (
 )
 from apigw.shared.logs import describe_exception
 from apigw.shared.reserved import ADMIN_PATHS
+from apigw.websocket import is_websocket_upgrade, key_from_protocols
 
 log = logging.getLogger("apigw.shared.errors")
 # nginx's convention for the access log: the client closed the connection first.
@@ -187,6 +189,11 @@ async def client_key_middleware(request: web.Request, handler: Handler) -> web.S
     if len(keys) > 1:
         raise ProblemError(400, "Send exactly one x-api-key header.")
     key = keys[0] if keys else ""
+    if not keys and hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers:
+        # A browser's WebSocket cannot send x-api-key; the proxy accepts this only on routes
+        # with `websocket.key_protocol` (apigw/upgrade.py), and never forwards it.
+        key = (is_websocket_upgrade(request.headers) and key_from_protocols(request.headers)) or ""
+        request[KEY_IN_PROTOCOL_KEY] = bool(key)
     consumer = None
     if key and key.isascii():
         consumer = app[KEYRING_KEY].consumer_for(key.encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -102,7 +102,7 @@ _PAGE: list[bytes] = []
 
 def _page() -> bytes:
     if not _PAGE:
-        _PAGE.append(resources.files("apigw").joinpath("status.html").read_bytes())
+        _PAGE.append(Path(__file__).with_name("status.html").read_bytes())
     return _PAGE[0]
 
 

@@ -71,6 +71,8 @@ REJECTIONS = frozenset(
         "no_route",
         "overloaded",
         "rate_limited",
+        # on_store_error: deny, while the rate-limit store cannot be reached (503).
+        "rate_limit_store",
         "too_large",
     }
 )
@@ -123,6 +125,8 @@ class Observer:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.metrics = Metrics(enabled=settings.metrics.enabled)
+        # The routes that counted a request since the last history tick (Metrics.tick).
+        self.touched = self.metrics.touched
         self.metrics_enabled = settings.metrics.enabled
         self.access_log = AccessLog(settings.access_log) if settings.access_log.enabled else None
         self.tracing = settings.tracing
@@ -176,6 +180,7 @@ class Observer:
             key = status << 4 | METHOD_INDEX.get(request.method, OTHER_METHOD) << 1 | upstream
             counts = stats.requests
             counts[key] = counts.get(key, 0) + 1
+            self.touched.add(stats)
             stats.duration[bisect_left(BUCKETS, duration)] += 1
             stats.duration_sum += duration
             upstream_s = exchange.upstream_s
@@ -231,6 +236,7 @@ class Observer:
         stats = self.metrics.unmatched
         key = status << 4 | OTHER_METHOD << 1
         stats.requests[key] = stats.requests.get(key, 0) + 1
+        self.touched.add(stats)
         reason = REASON_BY_STATUS.get(status)
         if reason in REJECTIONS:
             stats.rejections[reason] = stats.rejections.get(reason, 0) + 1

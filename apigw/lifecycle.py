@@ -25,11 +25,19 @@ log = logging.getLogger("apigw.lifecycle")
 class Lifecycle:
     """Whether this process is draining, and how shutdown goes."""
 
-    __slots__ = ("draining", "shutdown")
+    __slots__ = ("draining", "listener_closing", "shutdown")
 
     def __init__(self, shutdown: Shutdown) -> None:
         self.shutdown = shutdown
         self.draining = False
+        # Called once when the listener closes, before requests under way are waited for:
+        # what never ends by itself (WebSocket tunnels, streams) is told here (apigw/streams.py).
+        self.listener_closing: list[Callable[[], None]] = []
+
+    def close_listener(self) -> None:
+        callbacks, self.listener_closing = self.listener_closing, []
+        for callback in callbacks:
+            callback()
 
 
 def setup_lifecycle(app: web.Application, shutdown: Shutdown) -> None:
@@ -54,14 +62,18 @@ def install_signal_handlers(
     loop = asyncio.get_running_loop()
     lifecycle = app[LIFECYCLE_KEY]
 
+    def close_listener() -> None:
+        lifecycle.close_listener()
+        stop()
+
     def drain() -> None:
         if lifecycle.draining:
-            stop()
+            close_listener()
             return
         begin_drain(app)
         delay = lifecycle.shutdown.drain_delay
         log.info("draining: /readyz fails from now; new connections stop in %gs", delay)
-        loop.call_later(delay, stop)
+        loop.call_later(delay, close_listener)
 
     for sig in drain_signals:
         loop.add_signal_handler(sig, drain)

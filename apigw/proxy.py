@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from time import monotonic, perf_counter
 
 import aiohttp
@@ -23,6 +23,8 @@ from apigw.routing import RouteTable, check_path, check_target
 from apigw.shared.appkeys import (
     CONSUMER_KEY,
     EXCHANGE_KEY,
+    KEY_IN_PROTOCOL_KEY,
+    LONG_LIVED_KEY,
     OBSERVER_KEY,
     PROXY_KEY,
     SESSION_KEY,
@@ -38,7 +40,10 @@ from apigw.shared.headers import (
     request_id_from,
     upstream_request_headers,
 )
+from apigw.streams import relay_stream
+from apigw.upgrade import tunnel_websocket
 from apigw.upstreams import Target, UpstreamPool
+from apigw.websocket import is_websocket_upgrade
 
 log = logging.getLogger("apigw.proxy")
 
@@ -82,7 +87,7 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
         # Backends are reached by address from the config; caching the lookup is enough.
         ttl_dns_cache=10,
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         # Bytes go through as the upstream sent them; Content-Encoding stays true.
         auto_decompress=False,
@@ -92,6 +97,23 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
         request_class=ForwardingRequest,
         timeout=aiohttp.ClientTimeout(total=None),
     )
+    # aiohttp merges the session's default headers (this session has none) into a new
+    # multidict, one header at a time in Python, on every request. A multidict made for this
+    # one request (what the proxy passes) goes through as it is; ForwardingRequest copies it
+    # once, in C. Reaches into aiohttp: tests/gateway/test_aiohttp_internals.py.
+    object.__setattr__(session, "_prepare_headers", _as_given(session._prepare_headers))
+    return session
+
+
+def _as_given(
+    merge: Callable[[LooseHeaders | None], CIMultiDict[str]],
+) -> Callable[[LooseHeaders | None], CIMultiDict[str]]:
+    def prepare_headers(headers: LooseHeaders | None) -> CIMultiDict[str]:
+        if type(headers) is CIMultiDict:
+            return headers
+        return merge(headers)
+
+    return prepare_headers
 
 
 async def session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -195,9 +217,18 @@ class Proxy:
                 tracestate=exchange.tracestate,
                 plan=consumer.plan,
             )
+            if hdrs.UPGRADE in request.headers and is_websocket_upgrade(request.headers):
+                if pool.route.websocket.enabled:
+                    registry = request.app[LONG_LIVED_KEY]
+                    return await tunnel_websocket(request, pool, headers, registry, state.server)
+                if request.get(KEY_IN_PROTOCOL_KEY):
+                    raise ProblemError(401, "A valid API key is required in the x-api-key header.")
+            # Streams known by their path (long polls) wait for their answer with the stream
+            # idle timeout, and no total (apigw/streams.py).
+            streaming = bool(pool.stream_paths) and pool.is_stream_path(path)
             # The whole-request limit is checked at every chunk both ways and before a retry;
             # every single wait is capped by it too (make_client_timeout). No timer per request.
-            deadline = None if pool.total is None else monotonic() + pool.total
+            deadline = None if pool.total is None or streaming else monotonic() + pool.total
             body = None
             if request.body_exists:
                 route = pool.route
@@ -239,11 +270,13 @@ class Proxy:
             exchange.attempts = 1
             exchange.attempt_start = perf_counter()
             try:
-                upstream = await self._attempt(request, pool, target, headers, body, exchange)
+                upstream = await self._attempt(
+                    request, pool, target, headers, body, exchange, streaming
+                )
             except BaseException as exc:
                 target.in_flight -= 1
                 upstream, target = await self._retry(
-                    request, pool, target, headers, body, deadline, exc, exchange
+                    request, pool, target, headers, body, deadline, exc, exchange, streaming
                 )
             exchange.upstream_s = perf_counter() - exchange.attempt_start
             if exchange.span is not None:
@@ -254,7 +287,7 @@ class Proxy:
                 else:
                     pool.succeeded(target)
                 return await self._relay(
-                    request, upstream, pool, target, deadline, exchange, fields
+                    request, upstream, pool, target, deadline, exchange, fields, streaming
                 )
             finally:
                 target.in_flight -= 1
@@ -274,6 +307,7 @@ class Proxy:
         headers: CIMultiDict[str],
         body: RequestBody | None,
         exchange: Exchange,
+        streaming: bool,
     ) -> Awaitable[aiohttp.ClientResponse]:
         if exchange.span is not None:
             # Exporting spans: this attempt has its own, and the backend's parent is it.
@@ -289,7 +323,7 @@ class Proxy:
             headers=headers,
             data=body,
             allow_redirects=False,
-            timeout=pool.timeout,
+            timeout=pool.stream_timeout if streaming else pool.timeout,
         )
 
     async def _retry(
@@ -302,6 +336,7 @@ class Proxy:
         deadline: float | None,
         exc: BaseException,
         exchange: Exchange,
+        streaming: bool,
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """After a failed attempt: send again elsewhere when retries.py allows it, else raise
         what the client gets. Off the hot path: only failures come here."""
@@ -341,7 +376,9 @@ class Proxy:
             exchange.attempts += 1
             exchange.attempt_start = perf_counter()
             try:
-                upstream = await self._attempt(request, pool, target, headers, body, exchange)
+                upstream = await self._attempt(
+                    request, pool, target, headers, body, exchange, streaming
+                )
                 return upstream, target
             except BaseException as again:
                 target.in_flight -= 1
@@ -356,6 +393,7 @@ class Proxy:
         deadline: float | None,
         exchange: Exchange,
         fields: tuple[str, str] | None,
+        streaming: bool,
     ) -> web.StreamResponse:
         if upstream.status == 101:
             raise ProblemError(
@@ -369,6 +407,12 @@ class Proxy:
             # Added beside the upstream's own RateLimit fields, never over them: an
             # intermediary must not make a policy look more permissive (the draft, 7.2).
             headers.extend(((RATELIMIT_POLICY_HEADER, fields[0]), (RATELIMIT_HEADER, fields[1])))
+        if streaming or _is_stream_type(upstream.headers.get(hdrs.CONTENT_TYPE), pool):
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=headers
+            )
+            registry = request.app[LONG_LIVED_KEY]
+            return await relay_stream(request, upstream, response, pool, target, registry)
         content = upstream.content
         try:
             # What of the body has arrived with the head: for a small answer, all of it.
@@ -436,6 +480,16 @@ class Proxy:
             exchange.reason = "client_abort"
             abort_connection(request)
         return response
+
+
+def _is_stream_type(content_type: str | None, pool: UpstreamPool) -> bool:
+    # Every response asks: a prefix test first (C speed, and false for nearly all of them),
+    # the exact media type only then. ClientResponse.content_type would parse every parameter.
+    return (
+        content_type is not None
+        and content_type.lower().startswith(pool.stream_prefixes)
+        and content_type.partition(";")[0].strip().lower() in pool.stream_types
+    )
 
 
 def _all_down(pool: UpstreamPool) -> ProblemError:

@@ -68,27 +68,35 @@ class RouteTable(Generic[T]):
     """Maps a checked path to the target of the longest matching prefix.
 
     A lookup costs one dict probe per path segment at most, whatever the number of routes: it
-    starts from the path cut to the deepest prefix's segment count, then tries each shorter
-    cut at a '/', so the first hit is the longest prefix that ends on a segment boundary.
+    starts from the path cut to as many segments as the deepest prefix under the path's first
+    segment has, then tries each shorter cut at a '/', so the first hit is the longest prefix
+    that ends on a segment boundary.
     """
 
-    __slots__ = ("_by_prefix", "_depth", "_root")
+    __slots__ = ("_by_prefix", "_depth_under", "_root")
 
     def __init__(self, entries: dict[str, T]) -> None:
         self._by_prefix = {p: t for p, t in entries.items() if p != "/"}
-        self._depth = max((p.count("/") for p in self._by_prefix), default=0)
+        # First segment ('/users') -> the most segments of a prefix starting with it.
+        self._depth_under: dict[str, int] = {}
+        for prefix in self._by_prefix:
+            first = prefix[: prefix.find("/", 1)] if prefix.find("/", 1) > 0 else prefix
+            depth = prefix.count("/")
+            self._depth_under[first] = max(depth, self._depth_under.get(first, 0))
         self._root = entries.get("/")
 
     def match(self, path: str) -> T | None:
-        by_prefix = self._by_prefix
-        # Nothing deeper than the deepest prefix can match: a path of thousands of segments
-        # costs as many probes as the table has levels, not one per segment.
         end = path.find("/", 1)
-        depth = self._depth
+        depth = self._depth_under.get(path[:end] if end > 0 else path, 0)
+        if not depth:
+            return self._root
+        # Nothing deeper than the deepest prefix under this first segment can match: a path
+        # of thousands of segments costs as many probes as that prefix has segments.
         while depth > 1 and end > 0:
             end = path.find("/", end + 1)
             depth -= 1
         candidate = path[:end] if end > 0 else path
+        by_prefix = self._by_prefix
         while True:
             target = by_prefix.get(candidate)
             if target is not None:

@@ -75,6 +75,10 @@ class UpstreamPool:
         "health",
         "route",
         "stats",
+        "stream_paths",
+        "stream_prefixes",
+        "stream_timeout",
+        "stream_types",
         "targets",
         "timeout",
         "total",
@@ -88,10 +92,25 @@ class UpstreamPool:
         self.targets = tuple(Target(base) for base in route.upstreams)
         self.timeout = make_client_timeout(route)
         self.total = route.timeouts.total
+        # Streams (apigw/streams.py): by path prefix, known before the upstream answers, or
+        # by the answer's media type. Only the stream idle timeout applies to them.
+        streaming = route.streaming
+        self.stream_paths = tuple((p, p + "/") for p in streaming.paths)
+        self.stream_types = streaming.content_types
+        self.stream_prefixes = tuple(streaming.content_types)
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=route.timeouts.connect,
+            sock_connect=route.timeouts.connect,
+            sock_read=streaming.idle_timeout,
+        )
         self._cycle = itertools.cycle(self.targets)
         self._least = route.balance == "least_outstanding"
         # Targets ejected or checked down; while none is, picking skips every health test.
         self._down = 0
+
+    def is_stream_path(self, path: str) -> bool:
+        return any(path == p or path.startswith(slash) for p, slash in self.stream_paths)
 
     def pick(self) -> Target | None:
         """The target for a first attempt, or None when every target is down."""

@@ -12,7 +12,9 @@ Run: .venv/bin/python bench/instr.py [--requests N]   (`make bench` runs it afte
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
+import json
 import re
 import shutil
 import subprocess
@@ -21,29 +23,33 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BENCH_ENV, KEY, free_port, start, stop
+from run import BENCH_ENV, KEY, ROOT, free_port, start, stop
 
 PATH = "/users/1"
 WARM_UP = 200
 
 
-def many_routes_config(path: Path, routes: int) -> Path:
-    """The shipped config's routes plus enough others (same upstream) to make `routes`."""
-    lines = ["routes:"]
-    for n in range(routes - 2):
-        lines += [f"  - prefix: /svc{n}/api", "    upstreams: ['${USERS_SERVICE_URL}']"]
-    lines += [
-        "  - prefix: /users",
-        "    upstreams: ['${USERS_SERVICE_URL}']",
-        "  - prefix: /orders",
-        "    upstreams: ['${ORDERS_SERVICE_URL}']",
-        "consumers:",
-        "  - name: demo",
-        "    key_sha256: fa07946b996ae455463ff22d78f25da36e98425b4aa1360f46c030f4ceb315c6",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+def grown_config(directory: Path, *, routes: int = 0, consumers: int = 0) -> Path:
+    """The shipped gateway.yaml (every default feature on) with `routes` more routes on the
+    same upstream and `consumers` more consumers (a consumers_file, as large sets are kept)."""
+    document = yaml.safe_load((ROOT / "gateway.yaml").read_text())
+    document["routes"] = [
+        {"prefix": f"/svc{n}/api", "upstreams": ["${USERS_SERVICE_URL}"]} for n in range(routes)
+    ] + document["routes"]
+    name = f"config-{routes}-routes-{consumers}-consumers"
+    if consumers:
+        lines = (
+            json.dumps({"name": f"c{n}", "key_sha256": hashlib.sha256(b"k%d" % n).hexdigest()})
+            for n in range(consumers)
+        )
+        (directory / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+        document["consumers_file"] = f"{name}.jsonl"
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
 
@@ -103,20 +109,16 @@ def run(requests: int, only: str = "") -> None:
     tmp = Path(tempfile.mkdtemp(prefix="apigw-instr-"))
     up_port = free_port()
     upstream = start([py, "bench/upstream.py", str(up_port)], up_port)
-    BENCH_ENV.update(
-        USERS_SERVICE_URL=f"http://127.0.0.1:{up_port}",
-        ORDERS_SERVICE_URL=f"http://127.0.0.1:{up_port}",
-    )
-    many = many_routes_config(tmp / "routes-1000.yaml", 1000)
+    direct = f"http://127.0.0.1:{up_port}"
+    BENCH_ENV.update(USERS_SERVICE_URL=direct, ORDERS_SERVICE_URL=direct)
+    routes = grown_config(tmp, routes=1000)
+    consumers = grown_config(tmp, consumers=100_000)
+    gateway = [py, "gateway.py", "--port", "{port}"]
     cases = {
-        "bare aiohttp proxy, uvloop": [
-            py,
-            "bench/bare_proxy.py",
-            "{port}",
-            BENCH_ENV["USERS_SERVICE_URL"],
-        ],
-        "gateway, shipped config": [py, "gateway.py", "--port", "{port}"],
-        "gateway, 1,000 routes": [py, "gateway.py", "--config", str(many), "--port", "{port}"],
+        "bare aiohttp proxy, uvloop": [py, "bench/bare_proxy.py", "{port}", direct],
+        "gateway, shipped config": gateway,
+        "gateway, +1,000 routes": [*gateway, "--config", str(routes)],
+        "gateway, +100,000 consumers": [*gateway, "--config", str(consumers)],
     }
     try:
         print(f"\ninstructions per small GET {PATH} (callgrind, {requests} keep-alive requests)")
@@ -126,8 +128,10 @@ def run(requests: int, only: str = "") -> None:
                 continue
             figures[name], bad = measure(args, requests, tmp, str(len(figures)))
             peer = figures.get("bare aiohttp proxy, uvloop", figures[name])
+            shipped = figures.get("gateway, shipped config", figures[name])
             print(
                 f"{name:28} {figures[name]:8.1f} k   {figures[name] / peer:5.2f}x the bare proxy"
+                + (f"   {figures[name] / shipped - 1:+.1%} on shipped" if "+" in name else "")
                 + (f"   ({bad} not 200!)" if bad else ""),
                 flush=True,
             )

@@ -41,6 +41,9 @@ class ServerLimits:
     max_header_bytes: int = 32768  # the whole header section, 4 bytes per field for ": " CRLF
     max_headers: int = 100  # header fields; over: 431
     max_in_flight: int = 1024  # requests in progress per worker; over: 503
+    # Streams and WebSocket tunnels open per worker, counted apart from max_in_flight so
+    # long-lived exchanges cannot starve ordinary requests; over: 503.
+    max_streams: int = 4096
     # An idle keep-alive connection, or one whose request head is still arriving, is closed
     # after this long: it is also the deadline for a slowly sent (slowloris) request head.
     idle_timeout: float = 15.0
@@ -77,11 +80,13 @@ def parse_pool(node: Any) -> PoolSettings:
 
 def parse_limits(node: Any) -> ServerLimits:
     node = mapping(
-        node or {}, "limits", {*_LIMIT_FIELDS, "max_in_flight", "idle_timeout", "lingering_time"}
+        node or {},
+        "limits",
+        {*_LIMIT_FIELDS, "max_in_flight", "max_streams", "idle_timeout", "lingering_time"},
     )
     defaults = ServerLimits()
     counts: dict[str, int] = {}
-    for key in (*_LIMIT_FIELDS, "max_in_flight"):
+    for key in (*_LIMIT_FIELDS, "max_in_flight", "max_streams"):
         counts[key] = integer(node.get(key), f"limits.{key}", getattr(defaults, key))
     if counts["max_request_line"] < 64 or counts["max_header_field"] < 64:
         raise ConfigError("limits: max_request_line and max_header_field must be at least 64")

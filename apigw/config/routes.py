@@ -22,6 +22,12 @@ from apigw.config.fields import (
     optional_number,
 )
 from apigw.config.plans import Rate, parse_rate
+from apigw.config.streaming import (
+    Streaming,
+    WebSocketSettings,
+    parse_streaming,
+    parse_websocket,
+)
 from apigw.shared.reserved import HEALTHZ_PATH, RESERVED_PATHS
 
 # An API body larger than this is almost always a mistake; routes that take uploads raise it.
@@ -61,6 +67,9 @@ class Route:
     balance: str = "round_robin"  # one of BALANCE_MODES
     retries: int = 1  # further attempts, each on another target when there is one
     health: Health = Health()
+    # Frozen dataclasses, so one shared default is safe; ruff cannot see that across modules.
+    websocket: WebSocketSettings = WebSocketSettings()  # noqa: RUF009
+    streaming: Streaming = Streaming()  # noqa: RUF009
     # One GCRA bucket that every consumer of the route shares; None: no route-wide limit.
     rate: Rate | None = None
 
@@ -104,6 +113,8 @@ _ROUTE_FIELDS = {
     "balance",
     "retries",
     "health",
+    "websocket",
+    "streaming",
     "rate",
 }
 
@@ -118,6 +129,10 @@ def parse_route(node: Any, where: str, defaults: Route) -> Route:
     upstreams = tuple(_check_upstream(u, f"{where}.upstreams[{i}]") for i, u in enumerate(ups))
     if len(set(upstreams)) != len(upstreams):
         raise ConfigError(f"{where}.upstreams: the same base URL is listed twice")
+    streaming = parse_streaming(node.get("streaming"), f"{where}.streaming", defaults.streaming)
+    for i, path in enumerate(streaming.paths if "streaming" in node else ()):
+        if prefix != "/" and path != prefix and not path.startswith(prefix + "/"):
+            raise ConfigError(f"{where}.streaming.paths[{i}]: {path!r} is not under {prefix!r}")
     return Route(
         prefix=prefix,
         upstreams=upstreams,
@@ -126,6 +141,8 @@ def parse_route(node: Any, where: str, defaults: Route) -> Route:
         balance=parse_balance(node, where, defaults.balance),
         retries=parse_retries(node, where, defaults.retries),
         health=parse_health(node.get("health"), f"{where}.health", defaults.health),
+        websocket=parse_websocket(node.get("websocket"), f"{where}.websocket", defaults.websocket),
+        streaming=streaming,
         rate=None
         if node.get("rate") is None
         else parse_rate(node["rate"], f"{where}.rate", "route"),

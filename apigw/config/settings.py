@@ -54,6 +54,12 @@ from apigw.config.routes import (
     parse_route,
     parse_timeouts,
 )
+from apigw.config.streaming import (
+    Streaming,
+    WebSocketSettings,
+    parse_streaming,
+    parse_websocket,
+)
 from apigw.shared.headers import DEFAULT_SERVER_HEADER
 
 # Lets `make run` work out of the box; --production refuses it.
@@ -129,6 +135,8 @@ def parse_gateway_settings(
             "health",
             "shutdown",
             "server_header",
+            "websocket",
+            "streaming",
             "plans",
             "default_plan",
             "consumers_file",
@@ -149,6 +157,8 @@ def parse_gateway_settings(
         balance=parse_balance(top, "", "round_robin"),
         retries=parse_retries(top, "", 1),
         health=parse_health(top.get("health"), "health", Health()),
+        websocket=parse_websocket(top.get("websocket"), "websocket", WebSocketSettings()),
+        streaming=parse_streaming(top.get("streaming"), "streaming", Streaming()),
     )
     raw_routes = top.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:

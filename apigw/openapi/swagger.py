@@ -2,21 +2,26 @@
 
 The gateway's /docs page serves a live spec dict that `apigw.openapi.fetch` fills in place from the
 backends' documents; the services serve theirs (behind the gateway secret) from a YAML file.
+aiohttp-swagger3 (with attrs and fastjsonschema) is imported only when it is first needed: at
+start-up by a service, at the first view of the page by the gateway, whose workers would
+otherwise each carry ~2 MB for a page most of them never serve.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attr
 from aiohttp import web
-from aiohttp_swagger3 import SwaggerDocs, SwaggerFile, SwaggerInfo, SwaggerUiSettings
-from aiohttp_swagger3 import swagger as swagger_module
 
 from apigw.shared.reserved import DOCS_PATH
+
+if TYPE_CHECKING:
+    from aiohttp_swagger3 import SwaggerFile, SwaggerUiSettings
 
 API_KEY_SCHEME = "ApiKeyAuth"
 # What the gateway itself may answer on any route, whatever a backend documents; the merge
@@ -26,16 +31,22 @@ GATEWAY_RESPONSES = {
     "502": ("BackendUnreachable", "The backend could not be reached"),
     "504": ("BackendTimeout", "The backend did not answer in time"),
 }
+# Where aiohttp-swagger3 keeps Swagger UI's files, found without importing the package.
+_SWAGGER_UI_DIR = "swagger_ui"
 
 
-@attr.attrs(slots=True, frozen=True, eq=False, hash=False, auto_attribs=True, kw_only=True)
-class _UiSettings(SwaggerUiSettings):  # type: ignore[misc]
-    # Keeps the key entered in Authorize across page reloads.
-    persistAuthorization: bool = True
-
-
+@functools.cache
 def _ui_settings() -> SwaggerUiSettings:
-    return _UiSettings(path=DOCS_PATH, validatorUrl=None)  # type: ignore[call-arg]
+    import attr
+    from aiohttp_swagger3 import SwaggerUiSettings
+
+    @attr.attrs(slots=True, frozen=True, eq=False, hash=False, auto_attribs=True, kw_only=True)
+    class _UiSettings(SwaggerUiSettings):  # type: ignore[misc]
+        # Keeps the key entered in Authorize across page reloads.
+        persistAuthorization: bool = True
+
+    settings: SwaggerUiSettings = _UiSettings(path=DOCS_PATH, validatorUrl=None)  # type: ignore[call-arg]
+    return settings
 
 
 def _no_meta_schema(*args: Any, **kwargs: Any) -> Callable[[Any], None]:
@@ -48,6 +59,8 @@ def _without_meta_schema() -> Iterator[None]:
     # process) only to check documents at start-up; the tests check every document with
     # openapi-spec-validator instead, which is stricter. Swapped by hand, not with
     # unittest.mock, whose import alone costs each process 1.2 MB.
+    from aiohttp_swagger3 import swagger as swagger_module
+
     schema_compiler = swagger_module.fastjsonschema
     compile_schema = schema_compiler.compile
     schema_compiler.compile = _no_meta_schema
@@ -99,25 +112,62 @@ def gateway_components() -> dict[str, Any]:
 def setup_docs(app: web.Application, title: str) -> dict[str, Any]:
     """Serve Swagger UI at /docs and return the live document it shows, with no paths yet.
 
-    No API route is registered through aiohttp-swagger3: the proxy serves them, and its request
-    validation would read (buffer) bodies.
+    The routes are aiohttp-swagger3's (redirect, page, document, its bundled assets), set up
+    here so that the package is imported at the first view of the page, not at start-up. No
+    API route goes through aiohttp-swagger3: the proxy serves them, and its request validation
+    would read (buffer) bodies.
     """
+    spec: dict[str, Any] = {
+        "openapi": "3.0.0",
+        "info": {"title": title, "version": "1.0.0"},
+        "paths": {},
+        "components": gateway_components(),
+        "security": [{API_KEY_SCHEME: []}],
+    }
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(f"{DOCS_PATH}/")
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=_swagger_ui_page(title), content_type="text/html")
+
+    async def document(request: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    app.router.add_get(DOCS_PATH, redirect)
+    app.router.add_get(f"{DOCS_PATH}/", page)
+    app.router.add_get(f"{DOCS_PATH}/swagger.json", document)
+    app.router.add_static(f"{DOCS_PATH}/{_SWAGGER_UI_DIR}_static", _package_dir() / _SWAGGER_UI_DIR)
+    return spec
+
+
+def _package_dir() -> Path:
+    found = importlib.util.find_spec("aiohttp_swagger3")
+    assert found is not None and found.submodule_search_locations, "aiohttp-swagger3 is missing"
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+@functools.cache
+def _swagger_ui_page(title: str) -> str:
+    """The page aiohttp-swagger3 renders, taken from a throwaway app it is set up on."""
+    from aiohttp_swagger3 import SwaggerDocs, SwaggerInfo
+    from aiohttp_swagger3.routes import _SWAGGER_UI_INDEX_HTML
+
+    throwaway = web.Application()
     with _without_meta_schema():
-        docs = SwaggerDocs(
-            app,
+        SwaggerDocs(
+            throwaway,
             validate=False,
             info=SwaggerInfo(title=title, version="1.0.0"),
             swagger_ui_settings=_ui_settings(),
         )
-    spec: dict[str, Any] = docs.spec
-    # A plain dict: aiohttp-swagger3's defaultdict would invent entries on lookup.
-    spec["paths"] = {}
-    spec["components"] = gateway_components()
-    spec["security"] = [{API_KEY_SCHEME: []}]
-    return spec
+    html: str = throwaway[_SWAGGER_UI_INDEX_HTML]
+    return html
 
 
 def load_service_docs(app: web.Application, spec_file: Path) -> SwaggerFile:
     """A service's document, served at /docs/swagger.json and used to validate its requests."""
+    from aiohttp_swagger3 import SwaggerFile
+
     with _without_meta_schema():
         return SwaggerFile(app, str(spec_file), validate=True, swagger_ui_settings=_ui_settings())

@@ -9,11 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from apigw.services.app import created, page
+from apigw.services.order_events import (
+    EVENT_STATEMENTS,
+    order_events,
+    order_live,
+    setup_order_feed,
+)
 from apigw.services.storage import Schema, database, fetch_all, fetch_one, setup_database
 from apigw.services.validation import Operation, setup_operations
+from apigw.shared.appkeys import ORDER_FEED_KEY
 from apigw.shared.errors import ProblemError
 
 SPEC_FILE = Path(__file__).resolve().parent / "specs" / "orders.yaml"
@@ -33,7 +40,10 @@ SCHEMA = Schema(
         )""",
         # Listing one user's orders walks this index in id order, page after page.
         "CREATE INDEX orders_by_user ON orders (user_id, order_id)",
+        *EVENT_STATEMENTS,
     ),
+    version=2,
+    upgrades={1: EVENT_STATEMENTS},
     # The classic `GET /orders/1` example answers on a new database.
     seed=tuple(
         (
@@ -77,6 +87,11 @@ _UPDATE = """
 _FIELDS = ("user_id", "item", "quantity", "status")
 
 
+def changed(request: web.Request) -> None:
+    # The triggers wrote the event with the change; the feeds of this process look now.
+    request.app[ORDER_FEED_KEY].notify()
+
+
 def _not_found(order_id: int) -> ProblemError:
     return ProblemError(404, f"No order with id {order_id}.")
 
@@ -85,6 +100,7 @@ async def create_order(request: web.Request, body: dict[str, Any]) -> web.Respon
     # The document's defaults (quantity 1, status "pending") are already filled in.
     order = await fetch_one(database(request), _INSERT, {f: body[f] for f in _FIELDS})
     assert order is not None  # INSERT ... RETURNING yields the row it inserted
+    changed(request)
     return created(f"/orders/{order['order_id']}", order)
 
 
@@ -116,6 +132,7 @@ async def _update(request: web.Request, order_id: int, body: dict[str, Any]) -> 
     order = await fetch_one(database(request), _UPDATE, params)
     if order is None:
         raise _not_found(order_id)
+    changed(request)
     return web.json_response(order)
 
 
@@ -133,6 +150,7 @@ async def delete_order(request: web.Request, order_id: int) -> web.Response:
     )
     if deleted is None:
         raise _not_found(order_id)
+    changed(request)
     return web.Response(status=204)
 
 
@@ -143,9 +161,19 @@ OPERATIONS: dict[str, Operation] = {
     "replace_order": replace_order,
     "update_order": update_order,
     "delete_order": delete_order,
+    "order_events": order_events,
+    "order_live": order_live,
 }
+
+
+async def _feed_methods(request: web.Request) -> web.Response:
+    raise web.HTTPMethodNotAllowed(request.method, [hdrs.METH_GET])
 
 
 def setup_orders(app: web.Application, db_path: Path) -> None:
     setup_database(app, db_path, SCHEMA)
+    setup_order_feed(app)
     setup_operations(app, SPEC_FILE, OPERATIONS)
+    for path in ("/orders/events", "/orders/live"):
+        # Other methods would match /orders/{order_id} (and fail as a bad id): 405 instead.
+        app.router.add_route("*", path, _feed_methods)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class Schema:
     statements: tuple[str, ...]
     seed: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     version: int = 1
+    # Statements that bring a file of version N to N + 1, keyed by N; a new file runs
+    # `statements`, which already hold the latest schema.
+    upgrades: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def database_path(env: Mapping[str, str], variable: str, default_name: str) -> Path:
@@ -78,8 +81,14 @@ async def _create_schema(db: aiosqlite.Connection, schema: Schema) -> None:
             for sql, params in schema.seed:
                 await db.execute(sql, params)
             await db.execute(f"PRAGMA user_version = {schema.version:d}")
-        elif version != schema.version:
-            raise RuntimeError(f"database schema version {version}, expected {schema.version}")
+        else:
+            while version in schema.upgrades and version < schema.version:
+                for statement in schema.upgrades[version]:
+                    await db.execute(statement)
+                version += 1
+            if version != schema.version:
+                raise RuntimeError(f"database schema version {version}, expected {schema.version}")
+            await db.execute(f"PRAGMA user_version = {schema.version:d}")
         await db.execute("COMMIT")
     except BaseException:
         await db.execute("ROLLBACK")

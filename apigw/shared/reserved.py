@@ -8,6 +8,8 @@ from aiohttp import web
 HEALTHZ_PATH = "/healthz"
 READYZ_PATH = "/readyz"
 DOCS_PATH = "/docs"
+# A page that watches the orders feed on a WebSocket through the gateway (apigw/live_page.py).
+LIVE_PAGE_PATH = DOCS_PATH + "/live"
 # Where aiohttp-swagger3 serves the document of a UI mounted at DOCS_PATH, on every app.
 SPEC_PATH = DOCS_PATH + "/swagger.json"
 # The admin surface: answered only to clients in `admin.allow`, outside routing and key auth.

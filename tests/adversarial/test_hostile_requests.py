@@ -482,9 +482,9 @@ EXPECT = [
 
 UPGRADES = [
     case(
-        "websocket-upgrade-is-ignored",
+        "websocket-upgrade-is-ignored-where-websockets-are-off",
         request(
-            "/users/1",
+            "/orders/1",
             "Connection: Upgrade",
             "Upgrade: websocket",
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
@@ -492,7 +492,57 @@ UPGRADES = [
         ),
         [200],
         closes=False,
-        upstream=one("GET", "/users/1", absent=("upgrade", "connection")),
+        upstream=one("GET", "/orders/1", absent=("upgrade", "connection")),
+    ),
+    case(
+        "websocket-handshake-refused-by-the-backend-is-relayed-never-switched",
+        request(
+            "/users/1",
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ),
+        # The echo backend answers 200, not 101: the client gets that answer, not upgraded.
+        [200],
+        closes=False,
+        upstream=one("GET", "/users/1", present={"upgrade": "websocket"}),
+    ),
+    case(
+        "websocket-handshake-without-version-is-426",
+        request(
+            "/users/1",
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ),
+        [426],
+        closes=True,
+    ),
+    case(
+        "websocket-handshake-with-a-bad-key-is-400",
+        request(
+            "/users/1",
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Key: c2hvcnQ=",
+            "Sec-WebSocket-Version: 13",
+        ),
+        [400],
+        closes=False,
+    ),
+    case(
+        "websocket-handshake-as-post-is-400",
+        request(
+            "/users/1",
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+            method="POST",
+        ),
+        [400],
+        closes=False,
     ),
     case(
         "h2c-upgrade-is-ignored",
@@ -514,14 +564,22 @@ UPGRADES = [
         upstream=one("GET", "/users/1", absent=("upgrade", "http2-settings")),
     ),
     case(
-        "frames-after-an-ignored-upgrade-are-not-tunnelled",
+        "frames-after-a-refused-handshake-are-not-tunnelled",
         request("/users/1", "Connection: Upgrade", "Upgrade: websocket")
+        + b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
+        # No Sec-WebSocket-Version: 426, the connection closes, the frame is never read.
+        [426],
+        closes=True,
+    ),
+    case(
+        "frames-after-an-ignored-upgrade-are-not-tunnelled",
+        request("/orders/1", "Connection: Upgrade", "Upgrade: websocket")
         + b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
         # The C parser reads the frame as a next request (400); the pure-Python one holds it
         # as the upgrade's stream, and drops it when the connection closes.
         by_parser(c=[200, 400], py=[200]),
         closes=True,
-        upstream=one("GET", "/users/1", b""),
+        upstream=one("GET", "/orders/1", b""),
     ),
 ]
 

@@ -21,6 +21,13 @@ HEALTH = {
     "check_timeout": 1.5,
 }
 TIMEOUTS = {"connect": 2, "read": 9.5, "total": 100, "body_idle": 7}
+WEBSOCKET = {
+    "enabled": False,
+    "idle_timeout": 40,
+    "max_lifetime": 600,
+    "max_connections": 12,
+    "key_protocol": True,
+}
 # Every field the config knows, each set to a value other than its default.
 EVERY_FIELD: dict[str, Any] = {
     "routes": [
@@ -32,6 +39,8 @@ EVERY_FIELD: dict[str, Any] = {
             "balance": "least_outstanding",
             "retries": 3,
             "health": HEALTH,
+            "websocket": WEBSOCKET,
+            "streaming": {"content_types": ["text/x-feed"], "paths": ["/users/feed"]},
             "rate": {"limit": 50, "per": "10s", "burst": 60, "name": "users-route"},
         }
     ],
@@ -78,6 +87,7 @@ EVERY_FIELD: dict[str, Any] = {
         "max_header_bytes": 20000,
         "max_headers": 50,
         "max_in_flight": 99,
+        "max_streams": 55,
         "idle_timeout": 9,
         "lingering_time": 1,
     },
@@ -86,6 +96,8 @@ EVERY_FIELD: dict[str, Any] = {
     "health": HEALTH,
     "shutdown": {"drain_delay": 0.5, "grace": 12},
     "server_header": "edge",
+    "websocket": WEBSOCKET,
+    "streaming": {"content_types": ["application/x-ndjson"], "idle_timeout": 45},
 }
 
 

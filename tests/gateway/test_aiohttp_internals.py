@@ -104,3 +104,23 @@ async def test_forwarding_request_is_the_session_request_class() -> None:
     finally:
         await session.close()
     assert issubclass(ForwardingRequest, aiohttp.ClientRequest)
+
+
+async def test_session_passes_a_fresh_multidict_through_unmerged() -> None:
+    # make_session replaces the session's _prepare_headers: a CIMultiDict goes through as it
+    # is. That equals aiohttp's merge only while the session has no default headers and
+    # _request still prepares the caller's headers through that one method.
+    request_source = inspect.getsource(aiohttp.ClientSession._request)
+    assert "headers = self._prepare_headers(headers)" in request_source
+    merge_source = inspect.getsource(aiohttp.ClientSession._prepare_headers)
+    assert "result = CIMultiDict(self._default_headers)" in merge_source
+    session: Any = make_session(PoolSettings())
+    try:
+        assert not session._default_headers
+        mine: CIMultiDict[str] = CIMultiDict([("A", "1"), ("A", "2")])
+        assert session._prepare_headers(mine) is mine
+        merged = session._prepare_headers({"B": "1"})
+        assert isinstance(merged, CIMultiDict)
+        assert dict(merged) == {"B": "1"}
+    finally:
+        await session.close()

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from apigw.config.consumers import Consumer, digest_of
+from apigw.keys import Keyring
 from apigw.routing import RouteTable
 
 
@@ -42,9 +44,10 @@ def count_steps(call: Callable[[], object]) -> int:
 
 
 def make_table(size: int) -> RouteTable[str]:
-    # Routes that share the first letters and depths of the real ones: the worst case for a
-    # scan that compares prefixes one by one.
-    prefixes = [f"/users{n}" for n in range(size - 3)]
+    # Routes that share the first letters of the real ones (the worst case for a scan that
+    # compares prefixes one by one), and deeper routes elsewhere in the table.
+    prefixes = [f"/users{n}" for n in range(size // 2)]
+    prefixes += [f"/svc{n}/api/v1" for n in range(size - size // 2 - 3)]
     prefixes += ["/users", "/users/admin", "/orders"]
     return RouteTable({p: p for p in prefixes})
 
@@ -64,6 +67,28 @@ def test_route_matching_steps_do_not_grow_with_routes(path: str, expected: str |
     small, large = make_table(10), make_table(10_000)
     assert small.match(path) == large.match(path) == expected
     assert count_steps(lambda: large.match(path)) == count_steps(lambda: small.match(path))
+
+
+def make_keyring(size: int) -> Keyring:
+    consumers = tuple(
+        Consumer(f"c{n}", (digest_of(f"key-{n}".encode()),), "unlimited") for n in range(size)
+    )
+    return Keyring(consumers)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [(b"key-3", "c3"), (b"no-such-key", None), (b"x" * 4096, None)],
+    ids=["known", "unknown", "long"],
+)
+def test_key_lookup_steps_do_not_grow_with_consumers(key: bytes, expected: str | None) -> None:
+    small, large = make_keyring(10), make_keyring(10_000)
+    for keyring in (small, large):
+        found = keyring.consumer_for(key)
+        assert (found.name if found else None) == expected
+    assert count_steps(lambda: large.consumer_for(key)) == count_steps(
+        lambda: small.consumer_for(key)
+    )
 
 
 def test_step_counter_sees_a_scan_grow() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import fastjsonschema
@@ -61,3 +64,36 @@ def test_docs_set_up_without_compiling_the_meta_schema(monkeypatch: pytest.Monke
     spec = setup_docs(web.Application(), "test")
     assert spec["paths"] == {}
     assert fastjsonschema.compile is refuse
+
+
+def test_gateway_imports_aiohttp_swagger3_only_when_the_page_is_first_viewed() -> None:
+    # Every worker would otherwise carry ~2 MB of aiohttp-swagger3, attrs and fastjsonschema
+    # for a page most of them never serve. A fresh interpreter: this one imported it already.
+    script = """
+import asyncio, sys
+from aiohttp.test_utils import TestClient, TestServer
+from apigw.config import parse_gateway_settings
+from gateway import create_app
+
+async def main():
+    settings = parse_gateway_settings(
+        {"routes": [{"prefix": "/users", "upstreams": ["http://127.0.0.1:9"]}]},
+        {"GATEWAY_SECRET": "a-test-secret-of-enough-length"},
+    )
+    async with TestClient(TestServer(await create_app(settings))) as client:
+        before = "aiohttp_swagger3" in sys.modules
+        page = await client.get("/docs/")
+        asset = await client.get("/docs/swagger_ui_static/swagger-ui.css")
+        print(before, "aiohttp_swagger3" in sys.modules, page.status, asset.status)
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.stdout.split() == ["False", "True", "200", "200"], done.stderr

@@ -28,7 +28,14 @@ from tests.support.apps import (
 )
 from tests.support.wait import eventually
 
-ALL_PATHS = {"/users", "/users/{user_id}", "/orders", "/orders/{order_id}"}
+ALL_PATHS = {
+    "/users",
+    "/users/{user_id}",
+    "/orders",
+    "/orders/{order_id}",
+    "/orders/events",
+    "/orders/live",
+}
 
 
 async def spec_of(gateway: TestClient[Any, Any]) -> dict[str, Any]:
@@ -88,9 +95,15 @@ async def test_merged_document_describes_both_services_and_is_valid_openapi(
     }
     operations = [op for item in spec["paths"].values() for op in item.values()]
     assert sorted(op["operationId"] for op in operations) == sorted(
-        f"{verb}_{noun}s" if verb == "list" else f"{verb}_{noun}"
-        for noun in ("user", "order")
-        for verb in ("create", "list", "get", "replace", "update", "delete")
+        [
+            *(
+                f"{verb}_{noun}s" if verb == "list" else f"{verb}_{noun}"
+                for noun in ("user", "order")
+                for verb in ("create", "list", "get", "replace", "update", "delete")
+            ),
+            "order_events",
+            "order_live",
+        ]
     )
     assert all(op["responses"]["401"] for op in operations)
     assert "Still waiting" not in spec["info"]["description"]

@@ -7,6 +7,8 @@ processes   `Proc` and `System`: real processes (services, gateway, gunicorn, fa
 load        `SteadyLoad`: GETs at a fixed rate, counted
 wait        `eventually()`: the one way to wait for something to happen
 hostile     the hostile-input suite's gateway with small limits
+ws_backend  the WebSocket and stream backend process (frame echo, floods, SSE)
+ws_client   the raw WebSocket client, for frames exactly as told
 invariants  what must hold for any path or header set (hypothesis and atheris)
 """
 

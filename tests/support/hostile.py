@@ -33,7 +33,11 @@ def hostile_settings(upstream: Upstream, **limits: Any) -> GatewaySettings:
             "timeouts": {"body_idle": BODY_IDLE},
             "max_body_bytes": None,
         },
-        route_extra={"/users": {"max_body_bytes": USERS_MAX_BODY}},
+        # /orders keeps WebSockets off: there an Upgrade is stripped like any hop-by-hop header.
+        route_extra={
+            "/users": {"max_body_bytes": USERS_MAX_BODY},
+            "/orders": {"websocket": {"enabled": False}},
+        },
     )
 
 

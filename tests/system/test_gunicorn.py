@@ -61,3 +61,37 @@ def test_gunicorn_refuses_bad_config_in_one_line(tmp_path: Path) -> None:
         "with a host, got 'nope'"
     ]
     assert "Traceback" not in proc.stderr
+
+
+def _listening_sockets(pid: int, port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on `port` that process `pid` holds."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                listening.add(f"socket:[{inode}]")
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue  # closed meanwhile
+        if str(target) in listening:
+            held.add(str(target))
+    return held
+
+
+async def test_each_gunicorn_worker_listens_on_a_socket_of_its_own(system: System) -> None:
+    # With one shared socket, whichever worker wakes first takes a burst of connections;
+    # one socket per worker (SO_REUSEPORT) lets the kernel spread them over all workers.
+    gunicorn = system.gateway(workers=2)
+    await gunicorn.ready()
+    pid = gunicorn.popen.pid
+    workers = [int(w) for w in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    assert len(workers) == 2
+    sockets = [_listening_sockets(worker, gunicorn.port) for worker in workers]
+    assert all(len(held) == 1 for held in sockets), sockets
+    assert sockets[0] != sockets[1]
+    assert gunicorn.stop() == 0
