@@ -40,17 +40,14 @@ class Policy:
     limit: int = 0
     period: str = ""
     scope: str = ""
-    # Derived once, read on every request: burst x interval (GCRA), and the length of a
-    # minute, hour or day period in seconds (0 for a month, whose length varies).
+    # Derived once, read on every request: burst x interval (GCRA), and the kind as a flag.
     tolerance: float = field(init=False, repr=False, compare=False)
-    span: int = field(init=False, repr=False, compare=False)
     is_rate: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_rate", self.kind == GCRA)
         # Sums of float intervals (0.1 + 0.1 + ...) must not refuse a burst's last request.
         object.__setattr__(self, "tolerance", self.burst * self.interval + 1e-9)
-        object.__setattr__(self, "span", _SPANS.get(self.period, 0))
 
     def divided(self, workers: int) -> Policy:
         """This worker's share when each of `workers` processes counts alone: never more in

@@ -26,7 +26,7 @@ class LocalStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._calendar = Calendar()
-        # GCRA: [theoretical arrival time]; quota: [period id, count].
+        # GCRA: [theoretical arrival time]; quota: [end of the counted period, count].
         self._state: dict[str, dict[str, list[float]]] = {}
 
     def admit(self, consumer: str, limits: Limits) -> tuple[str, str]:
@@ -68,17 +68,9 @@ class LocalStore:
                     if best_r < 0 or remaining < best_r or wait > best_wait:
                         best_name, best_r, best_wait = policy.name, remaining, wait
             else:
-                span = policy.span
-                ends: float
-                if span:
-                    ident = int(now / span)
-                    ends = (ident + 1) * span
-                else:
-                    ident, ends = self._calendar.period(policy.period, now)
-                if slot is None:
-                    slot = slots[policy.name] = [ident, 0]
-                elif slot[0] != ident:
-                    slot[0], slot[1] = ident, 0
+                # [end of the counted period, count]: a new period starts a new count.
+                if slot is None or now >= slot[0]:
+                    slot = slots[policy.name] = [self._calendar.period(policy.period, now)[1], 0]
                 used = slot[1]
                 if used >= policy.limit:
                     self._take_back(consumer, limits, policy)
@@ -86,7 +78,7 @@ class LocalStore:
                 slot[1] = used + 1
                 remaining = policy.limit - int(used) - 1
                 if best_r < 0 or remaining <= best_r:
-                    wait = ends - now
+                    wait = slot[0] - now
                     if best_r < 0 or remaining < best_r or wait > best_wait:
                         best_name, best_r, best_wait = policy.name, remaining, wait
         field = limits.field if now < limits.field_until else limits.policy_field(now)
@@ -122,8 +114,8 @@ class LocalStore:
                     violated.append(policy.name)
                     retry = max(retry, ahead - policy.tolerance)
             else:
-                ident, ends = self._calendar.period(policy.period, now)
-                used = slot[1] if slot is not None and slot[0] == ident else 0
+                ends = self._calendar.period(policy.period, now)[1]
+                used = slot[1] if slot is not None and now < slot[0] else 0
                 if used >= policy.limit:
                     violated.append(policy.name)
                     retry = max(retry, ends - now)
@@ -144,8 +136,8 @@ class LocalStore:
                 else:
                     wait = ahead - (burst - remaining - 1) * interval
             else:
-                ident, ends = self._calendar.period(policy.period, now)
-                used = slot[1] if slot is not None and slot[0] == ident else 0
+                ends = self._calendar.period(policy.period, now)[1]
+                used = slot[1] if slot is not None and now < slot[0] else 0
                 remaining, wait = max(0, policy.limit - int(used)), ends - now
             if best_r < 0 or remaining < best_r or (remaining == best_r and wait > best_wait):
                 best_name, best_r, best_wait = policy.name, remaining, wait
