@@ -198,3 +198,26 @@ async def test_client_leaving_mid_download_is_not_an_error(
     # It is still healthy, and logged no error.
     assert (await client.get("/users/1", headers=KEY)).status == 200
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("status", [200, 204, 304, 404])
+async def test_whole_answers_keep_their_framing_on_a_kept_connection(
+    gateway: TestClient[Any, Any], status: int
+) -> None:
+    # A small answer leaves in one write (head and body together); its framing must still be
+    # exact, or the next answer on the connection would be read wrong.
+    assert gateway.port is not None
+    done = await exchange(
+        gateway.port, request(f"/users/status-{status}") + request("/users/1"), expect=2
+    )
+    first, second = (r for r in done.replies if r.status >= 200)
+    assert first.status == status
+    if status in (204, 304):
+        assert "Content-Length" not in first.headers
+        assert first.body == b""
+    else:
+        assert first.headers["Content-Length"] == str(len(first.body)) == "6"
+        assert first.body == b"status"
+    assert second.status == 200
+    assert second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+    assert first.headers["Server"] == second.headers["Server"]
