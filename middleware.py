@@ -37,7 +37,7 @@ from apigw.shared.logs import describe_exception
 from apigw.shared.reserved import ADMIN_PATHS
 from apigw.websocket import is_websocket_upgrade, key_from_protocols
 
-log = logging.getLogger("apigw.shared.errors")
+log = logging.getLogger("apigw.errors")
 # nginx's convention for the access log: the client closed the connection first.
 CLIENT_CLOSED_REQUEST = 499
 

@@ -37,7 +37,7 @@ async def test_unexpected_error_is_500_problem_and_logged_without_its_message(
     body = await resp.json()
     assert body["request_id"] == resp.headers["X-Request-ID"]
     assert TEST_SECRET not in await resp.text()
-    (record,) = [r for r in caplog.records if r.name == "apigw.shared.errors"]
+    (record,) = [r for r in caplog.records if r.name == "apigw.errors"]
     message = record.getMessage()
     assert "RuntimeError" in message
     assert body["request_id"] in message
