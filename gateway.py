@@ -11,17 +11,16 @@ import sys
 
 from aiohttp import web
 
-from apigw.admin import setup_admin
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
-from apigw.exchange import setup_observability
 from apigw.health import setup_health
 from apigw.keys import Keyring
 from apigw.lifecycle import install_signal_handlers, setup_lifecycle
-from apigw.live_page import setup_live_page
+from apigw.observability.admin import setup_admin
+from apigw.observability.exchange import setup_observability
 from apigw.openapi.fetch import setup_backend_docs
 from apigw.openapi.swagger import setup_docs
 from apigw.proxy import defer_continue, setup_proxy
-from apigw.ratelimit import setup_rate_limits
+from apigw.ratelimit.limiter import setup_rate_limits
 from apigw.request_gate import RequestGate
 from apigw.server import install_error_answers, report_parser, server_args
 from apigw.shared.appkeys import (
@@ -35,7 +34,8 @@ from apigw.shared.appkeys import (
 from apigw.shared.cli import fail, make_parser, serve, setup_logging
 from apigw.shared.logs import install_redaction
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, healthz
-from apigw.streams import setup_long_lived
+from apigw.streaming.live_page import setup_live_page
+from apigw.streaming.streams import setup_long_lived
 from middleware import GATEWAY_MIDDLEWARES
 
 

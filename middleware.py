@@ -12,7 +12,7 @@ import logging
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from apigw.admin import admin_allowed
+from apigw.observability.admin import admin_allowed
 from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     CONSUMER_KEY,
@@ -35,7 +35,7 @@ from apigw.shared.headers import (
 )
 from apigw.shared.logs import describe_exception
 from apigw.shared.reserved import ADMIN_PATHS
-from apigw.websocket import is_websocket_upgrade, key_from_protocols
+from apigw.streaming.websocket import is_websocket_upgrade, key_from_protocols
 
 log = logging.getLogger("apigw.errors")
 # nginx's convention for the access log: the client closed the connection first.

@@ -18,7 +18,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from apigw.shared.errors import ProblemError
 
 if TYPE_CHECKING:
-    from apigw.metrics import RouteStats
+    from apigw.observability.metrics import RouteStats
 
 
 class RequestBody:

@@ -19,7 +19,12 @@ from aiohttp import web
 
 from apigw.config import ConfigError, GatewaySettings, load_gateway_settings
 from apigw.lifecycle import install_signal_handlers
-from apigw.metrics_share import make_shared_dir, record_reload, remove_shared_dir, retire_worker
+from apigw.observability.metrics_share import (
+    make_shared_dir,
+    record_reload,
+    remove_shared_dir,
+    retire_worker,
+)
 from apigw.shared.appkeys import OBSERVER_KEY
 from apigw.shared.cli import finish_requests, setup_logging
 from apigw.shared.logs import install_redaction

@@ -14,10 +14,10 @@ from yarl import URL
 
 from apigw.bodies import RequestBody
 from apigw.config import GatewaySettings, PoolSettings
-from apigw.exchange import Exchange
-from apigw.metrics import Metrics, RouteStats
-from apigw.policies import policy_sets
-from apigw.ratelimit import RateLimiter
+from apigw.observability.exchange import Exchange
+from apigw.observability.metrics import Metrics, RouteStats
+from apigw.ratelimit.limiter import RateLimiter
+from apigw.ratelimit.policies import policy_sets
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_path, check_target
 from apigw.shared.appkeys import (
@@ -40,10 +40,10 @@ from apigw.shared.headers import (
     request_id_from,
     upstream_request_headers,
 )
-from apigw.streams import relay_stream
-from apigw.upgrade import tunnel_websocket
+from apigw.streaming.streams import relay_stream
+from apigw.streaming.upgrade import tunnel_websocket
+from apigw.streaming.websocket import is_websocket_upgrade
 from apigw.upstreams import Target, UpstreamPool
-from apigw.websocket import is_websocket_upgrade
 
 log = logging.getLogger("apigw.proxy")
 

@@ -16,7 +16,7 @@ from time import monotonic
 import aiohttp
 
 from apigw.config import Health, Route
-from apigw.metrics import RouteStats
+from apigw.observability.metrics import RouteStats
 
 log = logging.getLogger("apigw.upstreams")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apigw.metrics import BUCKETS, WINDOW, Metrics, RouteStats
+from apigw.observability.metrics import BUCKETS, WINDOW, Metrics, RouteStats
 from tests.gateway.test_flat_cost import count_steps
 
 

@@ -22,13 +22,13 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from apigw.access_log import MAX_WRITE, Clock, encode
-from apigw.admin import quantile
 from apigw.config import ConfigError
-from apigw.metrics import BUCKETS
-from apigw.metrics_share import add_into, merge
+from apigw.observability.access_log import MAX_WRITE, Clock, encode
+from apigw.observability.admin import quantile
+from apigw.observability.metrics import BUCKETS
+from apigw.observability.metrics_share import add_into, merge
+from apigw.observability.tracecontext import clean_tracestate, parse_traceparent
 from apigw.shared.appkeys import OBSERVER_KEY, RELOADER_KEY
-from apigw.tracecontext import clean_tracestate, parse_traceparent
 from tests.support import DEMO_KEY, KEY
 from tests.support.apps import GatewayFactory, make_settings
 from tests.support.upstream import Upstream
@@ -492,7 +492,7 @@ def test_access_log_keeps_its_boolean_form() -> None:
 async def test_another_part_can_add_a_gauge_that_workers_merge(
     observed: TestClient[Any, Any],
 ) -> None:
-    from apigw.metrics import labels
+    from apigw.observability.metrics import labels
 
     metrics = observed.app[OBSERVER_KEY].metrics
     metrics.add_gauge(
@@ -547,7 +547,7 @@ async def test_bytes_of_a_long_download_are_counted_while_it_runs(
 def test_a_dead_workers_file_is_folded_keeping_its_counters_not_its_gauges(
     tmp_path: Path,
 ) -> None:
-    from apigw.metrics_share import SharedMetrics, record_reload, retire_worker
+    from apigw.observability.metrics_share import SharedMetrics, record_reload, retire_worker
 
     shared = SharedMetrics(tmp_path)
     dead_pid = 999_999
@@ -579,7 +579,7 @@ def test_a_dead_workers_file_is_folded_keeping_its_counters_not_its_gauges(
 
 
 def test_a_removed_shared_directory_is_made_again(tmp_path: Path) -> None:
-    from apigw.metrics_share import SharedMetrics
+    from apigw.observability.metrics_share import SharedMetrics
 
     directory = tmp_path / "metrics"
     directory.mkdir()

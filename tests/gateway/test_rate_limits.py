@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from apigw.config import load_gateway_settings
 from apigw.config.consumers import digest_of
-from apigw.policies import QUOTA_EXCEEDED, REDUCED_CAPACITY
+from apigw.ratelimit.policies import QUOTA_EXCEEDED, REDUCED_CAPACITY
 from apigw.shared.appkeys import RELOADER_KEY
 from tests.gateway.test_observability import scrape, value
 from tests.support import DEMO_KEY, OTHER_KEY, TEST_SECRET

@@ -12,8 +12,8 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_writer import StreamWriter
 
 from apigw.config import ConfigError
-from apigw.frames import FrameTracker, close_frame
-from apigw.websocket import accept_for
+from apigw.streaming.frames import FrameTracker, close_frame
+from apigw.streaming.websocket import accept_for
 from tests.support.apps import make_settings
 from tests.support.ws_client import encode_frame
 

@@ -17,7 +17,8 @@ import redis
 import redis.asyncio
 
 from apigw.config.plans import Rate
-from apigw.policies import (
+from apigw.ratelimit.local import LocalStore
+from apigw.ratelimit.policies import (
     GCRA,
     QUOTA,
     QUOTA_EXCEEDED,
@@ -26,8 +27,7 @@ from apigw.policies import (
     month_bounds,
     rate_policy,
 )
-from apigw.ratelimit_local import LocalStore
-from apigw.ratelimit_redis import SCRIPT, RedisStore
+from apigw.ratelimit.redis_store import SCRIPT, RedisStore
 from apigw.shared.errors import ProblemError
 from tests.system.redis_server import RedisServer
 

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import redis
 
-from apigw.policies import REDUCED_CAPACITY
+from apigw.ratelimit.policies import REDUCED_CAPACITY
 from tests.support import free_port
 from tests.support.processes import Proc, System
 from tests.support.upstream import Upstream

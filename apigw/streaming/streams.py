@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from apigw.config import ServerLimits, Shutdown
-from apigw.metrics import labels
+from apigw.observability.metrics import labels
 from apigw.shared.appkeys import (
     EXCHANGE_KEY,
     LIFECYCLE_KEY,
@@ -25,7 +25,7 @@ from apigw.shared.appkeys import (
     REQUEST_GATE_KEY,
 )
 from apigw.shared.errors import ProblemError, abort_connection
-from apigw.tunnel import Tunnel
+from apigw.streaming.tunnel import Tunnel
 from apigw.upstreams import Target, UpstreamPool
 
 if TYPE_CHECKING:

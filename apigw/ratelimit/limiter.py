@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 from aiohttp import hdrs, web
 
 from apigw.config.plans import RateLimitSettings
-from apigw.policies import REDUCED_CAPACITY, PolicySet
-from apigw.ratelimit_local import LocalStore
+from apigw.ratelimit.local import LocalStore
+from apigw.ratelimit.policies import REDUCED_CAPACITY, PolicySet
 from apigw.shared.appkeys import OBSERVER_KEY, RATE_LIMITER_KEY, SETTINGS_KEY
 from apigw.shared.errors import ProblemError
 
 if TYPE_CHECKING:
-    from apigw.ratelimit_redis import RedisStore
+    from apigw.ratelimit.redis_store import RedisStore
 
 log = logging.getLogger("apigw.ratelimit")
 # What a store failure looks like: redis-py's errors (connection, timeout, script), socket
@@ -150,7 +150,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The client is made here, in the worker (after gunicorn forks), never in the master."""
     # Imported only for store: redis: redis-py loads the OpenTelemetry API whenever it is
     # installed, which a gateway without a Redis store (or an OTLP endpoint) must not pay for.
-    from apigw.ratelimit_redis import RedisStore, make_client
+    from apigw.ratelimit.redis_store import RedisStore, make_client
 
     settings = app[SETTINGS_KEY].rate_limits
     client = make_client(settings)

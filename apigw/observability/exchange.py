@@ -20,18 +20,25 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
 
-from apigw.access_log import MAX_PATH, MAX_USER_AGENT, AccessLog
 from apigw.config import GatewaySettings
-from apigw.metrics import ANONYMOUS, BUCKETS, METHOD_INDEX, OTHER_METHOD, Metrics, RouteStats
-from apigw.metrics_share import SharedMetrics, merge
+from apigw.observability.access_log import MAX_PATH, MAX_USER_AGENT, AccessLog
+from apigw.observability.metrics import (
+    ANONYMOUS,
+    BUCKETS,
+    METHOD_INDEX,
+    OTHER_METHOD,
+    Metrics,
+    RouteStats,
+)
+from apigw.observability.metrics_share import SharedMetrics, merge
+from apigw.observability.tracecontext import TraceContext, start_trace
 from apigw.shared.appkeys import CONSUMER_KEY, OBSERVER_KEY
 from apigw.shared.headers import REQUEST_ID_HEADER, request_id_from
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH
-from apigw.tracecontext import TraceContext, start_trace
 
 if TYPE_CHECKING:
     from apigw.bodies import RequestBody
-    from apigw.otel import OtelExport
+    from apigw.observability.otel import OtelExport
     from apigw.upstreams import Target
 
 log = logging.getLogger("apigw.exchange")
@@ -299,7 +306,7 @@ async def observer_ctx(app: web.Application) -> AsyncIterator[None]:
         observer.access_log.start()
     if observer.tracing.otlp_endpoint is not None:
         # Imported only here: without an endpoint the SDK is never loaded.
-        from apigw.otel import OtelExport
+        from apigw.observability.otel import OtelExport
 
         observer.otel = OtelExport(observer.tracing)
     observer.metrics.tick(time.time())

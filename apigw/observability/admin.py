@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from apigw import __version__
-from apigw.metrics import BUCKETS, UNMATCHED, WINDOW, render
+from apigw.observability.metrics import BUCKETS, UNMATCHED, WINDOW, render
 from apigw.shared.appkeys import EXCHANGE_KEY, OBSERVER_KEY, PROXY_KEY
 from apigw.shared.reserved import METRICS_PATH, STATUS_JSON_PATH, STATUS_PATH
 

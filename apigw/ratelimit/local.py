@@ -1,6 +1,6 @@
 """Counting in this process (`store: local`, and the Redis store's fallback): exact within it.
 
-The same rules as the Redis script (ratelimit.lua): GCRA for a rate with a burst, calendar
+The same rules as the Redis script (script.lua): GCRA for a rate with a burst, calendar
 counters for quotas, every policy checked before any is charged. Under gunicorn each worker
 counts alone (see `divide_by_workers`).
 """
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import NoReturn
 
-from apigw.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
+from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
 
 # Float sums of intervals (0.1 + 0.1 + ...) must not refuse the last request of a burst.
 _EPSILON = 1e-9

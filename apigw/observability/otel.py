@@ -26,7 +26,7 @@ from apigw import __version__
 from apigw.config.observability import TracingSettings
 
 if TYPE_CHECKING:
-    from apigw.exchange import Exchange
+    from apigw.observability.exchange import Exchange
     from apigw.upstreams import Target
 
 

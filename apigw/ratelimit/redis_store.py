@@ -1,6 +1,6 @@
 """Counting on Redis (`store: redis`): exact across every worker and instance that share it.
 
-One `EVALSHA` of ratelimit.lua per request (redis-py loads the script again after `NOSCRIPT`);
+One `EVALSHA` of script.lua per request (redis-py loads the script again after `NOSCRIPT`);
 the script reads Redis's `TIME`, so instances with skewed clocks agree. A consumer's keys share
 the hash tag `{c:<name>}` (one slot on Redis Cluster) and every key expires on its own.
 """
@@ -14,9 +14,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from apigw.config.plans import RateLimitSettings
-from apigw.policies import GCRA, Limits, limit_field, too_many_requests
+from apigw.ratelimit.policies import GCRA, Limits, limit_field, too_many_requests
 
-SCRIPT = files("apigw").joinpath("ratelimit.lua").read_text(encoding="utf-8")
+SCRIPT = files("apigw.ratelimit").joinpath("script.lua").read_text(encoding="utf-8")
 
 
 def make_client(settings: RateLimitSettings) -> redis.asyncio.Redis:

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from apigw.metrics import HISTORY_WINDOWS, WINDOW, Snapshot, gauge_merge
+from apigw.observability.metrics import HISTORY_WINDOWS, WINDOW, Snapshot, gauge_merge
 
 _LIVE = "w-"
 _DEAD = "dead-"

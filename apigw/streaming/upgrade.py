@@ -15,14 +15,14 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from apigw.exchange import Exchange
+from apigw.observability.exchange import Exchange
 from apigw.shared.appkeys import EXCHANGE_KEY, KEY_IN_PROTOCOL_KEY
 from apigw.shared.errors import ProblemError
 from apigw.shared.headers import downstream_response_headers
-from apigw.streams import LongLived
-from apigw.tunnel import MAX_HEAD_BYTES, Tunnel, UpstreamProtocol
+from apigw.streaming.streams import LongLived
+from apigw.streaming.tunnel import MAX_HEAD_BYTES, Tunnel, UpstreamProtocol
+from apigw.streaming.websocket import check_handshake, check_switch, upstream_handshake_headers
 from apigw.upstreams import Target, UpstreamPool
-from apigw.websocket import check_handshake, check_switch, upstream_handshake_headers
 
 log = logging.getLogger("apigw.upgrade")
 

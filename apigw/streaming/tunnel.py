@@ -16,7 +16,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from apigw.config.streaming import WebSocketSettings
-from apigw.frames import GOING_AWAY, INTERNAL_ERROR, FrameTracker, close_frame
+from apigw.streaming.frames import GOING_AWAY, INTERNAL_ERROR, FrameTracker, close_frame
 
 log = logging.getLogger("apigw.tunnel")
 
