@@ -6,39 +6,11 @@ download.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support import DEMO_KEY, ROOT
+from tests.support import DEMO_KEY
+from tests.support.browser import ARTIFACTS, open_page, playwright_expect
 from tests.support.processes import System, docs_listing
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "artifacts"
-# Generous for a cold browser on a busy 2-core machine; each step usually takes milliseconds.
-STEP_TIMEOUT_MS = 15_000
-
-
-def async_playwright() -> Any:
-    # A missing browser or driver is a failure with the fix in it, never a skip.
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (scripts/)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt")
-    return async_playwright()
 
 
 async def screenshot(page: Any, operation: Any, name: str) -> None:
@@ -61,50 +33,40 @@ async def screenshot(page: Any, operation: Any, name: str) -> None:
 async def test_swagger_ui_authorizes_and_runs_operations_through_the_gateway(
     system: System,
 ) -> None:
-    playwright_cm = async_playwright()
-    from playwright.async_api import expect
+    expect = playwright_expect()
 
     gateway = await system.start_three()
     await docs_listing(gateway, {"/users/{user_id}", "/orders"})
-    async with playwright_cm as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.set_default_timeout(STEP_TIMEOUT_MS)
-            expect.set_options(timeout=STEP_TIMEOUT_MS)
-            await page.goto(gateway.url + "/docs/")
+    async with open_page(viewport={"width": 1280, "height": 1600}) as page:
+        await page.goto(gateway.url + "/docs/")
 
-            await page.locator(".auth-wrapper .authorize").click()
-            dialog = page.locator(".modal-ux")
-            await dialog.locator("input").fill(DEMO_KEY)
-            await dialog.get_by_role("button", name="Apply credentials").click()
-            await expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
-            await dialog.get_by_role("button", name="Close").click()
+        await page.locator(".auth-wrapper .authorize").click()
+        dialog = page.locator(".modal-ux")
+        await dialog.locator("input").fill(DEMO_KEY)
+        await dialog.get_by_role("button", name="Apply credentials").click()
+        await expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
+        await dialog.get_by_role("button", name="Close").click()
 
-            get_user = page.locator("#operations-users-get_user")
-            await get_user.locator(".opblock-summary").click()
-            await get_user.get_by_role("button", name="Try it out").click()
-            await get_user.locator("input[placeholder='user_id']").fill("1")
-            await get_user.get_by_role("button", name="Execute").click()
-            await expect(
-                get_user.locator(".live-responses-table tbody .response-col_status")
-            ).to_have_text("200")
-            await expect(get_user.locator(".live-responses-table")).to_contain_text("Ada Lovelace")
-            await screenshot(page, get_user, "swagger-get-user.png")
+        get_user = page.locator("#operations-users-get_user")
+        await get_user.locator(".opblock-summary").click()
+        await get_user.get_by_role("button", name="Try it out").click()
+        await get_user.locator("input[placeholder='user_id']").fill("1")
+        await get_user.get_by_role("button", name="Execute").click()
+        await expect(
+            get_user.locator(".live-responses-table tbody .response-col_status")
+        ).to_have_text("200")
+        await expect(get_user.locator(".live-responses-table")).to_contain_text("Ada Lovelace")
+        await screenshot(page, get_user, "swagger-get-user.png")
 
-            create_order = page.locator("#operations-orders-create_order")
-            await create_order.locator(".opblock-summary").click()
-            await create_order.get_by_role("button", name="Try it out").click()
-            # The example body Swagger UI fills in from the document is a valid order.
-            await create_order.get_by_role("button", name="Execute").click()
-            await expect(
-                create_order.locator(".live-responses-table tbody .response-col_status")
-            ).to_have_text("201")
-            await expect(create_order.locator(".live-responses-table")).to_contain_text("/orders/4")
+        create_order = page.locator("#operations-orders-create_order")
+        await create_order.locator(".opblock-summary").click()
+        await create_order.get_by_role("button", name="Try it out").click()
+        # The example body Swagger UI fills in from the document is a valid order.
+        await create_order.get_by_role("button", name="Execute").click()
+        await expect(
+            create_order.locator(".live-responses-table tbody .response-col_status")
+        ).to_have_text("201")
+        await expect(create_order.locator(".live-responses-table")).to_contain_text("/orders/4")
 
-            await screenshot(page, create_order, "swagger-post-order.png")
-            await page.screenshot(path=str(ARTIFACTS / "swagger-page.png"), full_page=True)
-        finally:
-            await browser.close()
+        await screenshot(page, create_order, "swagger-post-order.png")
+        await page.screenshot(path=str(ARTIFACTS / "swagger-page.png"), full_page=True)

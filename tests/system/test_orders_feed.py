@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 
 from tests.support import DEMO_KEY, KEY
+from tests.support.browser import open_page, playwright_expect
 from tests.support.processes import System
-from tests.system.test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, async_playwright
 
 ORDER = {"user_id": 1, "item": "Difference engine", "quantity": 2}
 
@@ -77,30 +77,20 @@ async def test_websocket_feed_sends_changes_as_json_and_answers_ping(system: Sys
 
 
 async def test_live_page_shows_an_order_created_through_the_gateway(system: System) -> None:
-    playwright_cm = async_playwright()
-    from playwright.async_api import expect
+    expect = playwright_expect()
 
     gateway = (await system.start_three()).url
-    async with playwright_cm as playwright, aiohttp.ClientSession() as http:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+    async with open_page() as page, aiohttp.ClientSession() as http:
+        await page.goto(gateway + "/docs/live")
+        await page.locator("#key").fill(DEMO_KEY)
+        await page.get_by_role("button", name="Connect").click()
+        await expect(page.locator("#status")).to_have_text("connected")
+        order = await create_order(http, gateway)
+        await expect(page.locator("#events li.created").first).to_contain_text(
+            f"created order {order['order_id']}"
         )
-        try:
-            page = await browser.new_page()
-            page.set_default_timeout(STEP_TIMEOUT_MS)
-            expect.set_options(timeout=STEP_TIMEOUT_MS)
-            await page.goto(gateway + "/docs/live")
-            await page.locator("#key").fill(DEMO_KEY)
-            await page.get_by_role("button", name="Connect").click()
-            await expect(page.locator("#status")).to_have_text("connected")
-            order = await create_order(http, gateway)
-            await expect(page.locator("#events li.created").first).to_contain_text(
-                f"created order {order['order_id']}"
-            )
-            await page.get_by_role("button", name="Ping").click()
-            await expect(page.locator("#events li").first).to_contain_text("pong")
-        finally:
-            await browser.close()
+        await page.get_by_role("button", name="Ping").click()
+        await expect(page.locator("#events li").first).to_contain_text("pong")
     # The key went through the gateway as a subprotocol: it is in no process's log.
     for proc in system.procs:
         assert DEMO_KEY not in proc.log()

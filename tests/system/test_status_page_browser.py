@@ -10,14 +10,8 @@ from typing import Any
 import aiohttp
 
 from tests.support import DEMO_KEY, TEST_SECRET
+from tests.support.browser import ARTIFACTS, open_page, playwright_expect
 from tests.support.processes import System
-from tests.system.test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    STEP_TIMEOUT_MS,
-    async_playwright,
-)
 
 
 class Load:
@@ -51,43 +45,36 @@ class Load:
 
 
 async def test_status_page_shows_routes_targets_and_live_traffic(system: System) -> None:
-    playwright_cm = async_playwright()
-    from playwright.async_api import expect
+    expect = playwright_expect()
 
     gateway = await system.start_three()
     outside: list[str] = []
-    async with Load(gateway.url) as load, playwright_cm as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(STEP_TIMEOUT_MS)
-            expect.set_options(timeout=STEP_TIMEOUT_MS)
+    async with (
+        Load(gateway.url) as load,
+        open_page(viewport={"width": 1280, "height": 1000}) as page,
+    ):
 
-            def record(request: Any) -> None:
-                if not request.url.startswith(gateway.url + "/"):
-                    outside.append(request.url)
+        def record(request: Any) -> None:
+            if not request.url.startswith(gateway.url + "/"):
+                outside.append(request.url)
 
-            page.on("request", record)
-            await page.goto(gateway.url + "/status")
-            users = page.locator('section.route[data-route="/users"]')
-            orders = page.locator('section.route[data-route="/orders"]')
-            await expect(users).to_be_visible()
-            await expect(orders).to_be_visible()
-            # Live: the rate and latency fill in without the page being reloaded.
-            await expect(users.locator(".rps")).not_to_have_text("0.0")
-            await expect(orders.locator(".rps")).not_to_have_text("0.0")
-            await expect(users.locator(".p95")).to_have_text(re.compile(r"[0-9.]+ ms"))
-            await expect(users.locator("tr.target .badge")).to_have_text("up")
-            await expect(page.locator("#rejections")).to_contain_text("auth")
-            await expect(page.locator("#live")).to_contain_text("live")
-            await expect(page.locator("#version")).to_have_text("0.1.0")
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
-            html = await page.content()
-        finally:
-            await browser.close()
+        page.on("request", record)
+        await page.goto(gateway.url + "/status")
+        users = page.locator('section.route[data-route="/users"]')
+        orders = page.locator('section.route[data-route="/orders"]')
+        await expect(users).to_be_visible()
+        await expect(orders).to_be_visible()
+        # Live: the rate and latency fill in without the page being reloaded.
+        await expect(users.locator(".rps")).not_to_have_text("0.0")
+        await expect(orders.locator(".rps")).not_to_have_text("0.0")
+        await expect(users.locator(".p95")).to_have_text(re.compile(r"[0-9.]+ ms"))
+        await expect(users.locator("tr.target .badge")).to_have_text("up")
+        await expect(page.locator("#rejections")).to_contain_text("auth")
+        await expect(page.locator("#live")).to_contain_text("live")
+        await expect(page.locator("#version")).to_have_text("0.1.0")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+        html = await page.content()
     assert outside == []
     assert 200 in load.statuses and 401 in load.statuses
     for secret in (DEMO_KEY, TEST_SECRET):
