@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy, istr
@@ -78,12 +79,24 @@ def request_id_from(client_value: str | None) -> str:
     return os.urandom(16).hex()
 
 
-def _drop_connection_named(headers: CIMultiDict[str], original: CIMultiDictProxy[str]) -> None:
-    for value in original.getall(hdrs.CONNECTION, ()):
-        for token in value.split(","):
-            name = token.strip()
-            if name:
-                headers.popall(name, None)
+def tokens(values: Iterable[str]) -> list[str]:
+    """The comma-separated elements of every value of a list header, stripped, empty ones out."""
+    return [t.strip() for value in values for t in value.split(",") if t.strip()]
+
+
+def _copy_without(original: CIMultiDictProxy[str], drop_lower: frozenset[str]) -> CIMultiDict[str]:
+    """A copy of `original` without the headers `Connection` names and those in `drop_lower`.
+
+    A multidict, not a dict: every Set-Cookie line must survive.
+    """
+    headers = CIMultiDict(original)
+    if hdrs.CONNECTION in original:
+        for name in tokens(original.getall(hdrs.CONNECTION)):
+            headers.popall(name, None)
+    for name in original:
+        if name.lower() in drop_lower:
+            headers.popall(name, None)
+    return headers
 
 
 def upstream_request_headers(
@@ -98,12 +111,7 @@ def upstream_request_headers(
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> CIMultiDict[str]:
-    headers = CIMultiDict(incoming)
-    if hdrs.CONNECTION in incoming:
-        _drop_connection_named(headers, incoming)
-    for name in incoming:
-        if name.lower() in _DROP_FROM_CLIENT_LOWER:
-            headers.popall(name, None)
+    headers = _copy_without(incoming, _DROP_FROM_CLIENT_LOWER)
     host = incoming.get(hdrs.HOST)
     # The client's X-Forwarded-* cannot be trusted at the edge: they are replaced, not appended.
     if client_ip:
@@ -126,13 +134,7 @@ def upstream_request_headers(
 def downstream_response_headers(
     upstream: CIMultiDictProxy[str], request_id: str, server: str
 ) -> CIMultiDict[str]:
-    # A multidict, not a dict: every Set-Cookie line must survive.
-    headers = CIMultiDict(upstream)
-    if hdrs.CONNECTION in upstream:
-        _drop_connection_named(headers, upstream)
-    for name in upstream:
-        if name.lower() in _DROP_FROM_UPSTREAM_LOWER:
-            headers.popall(name, None)
+    headers = _copy_without(upstream, _DROP_FROM_UPSTREAM_LOWER)
     headers[REQUEST_ID_HEADER] = request_id
     headers[hdrs.SERVER] = server
     return headers

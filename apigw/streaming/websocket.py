@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable
 
 from aiohttp import HttpVersion11, hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from apigw.shared.errors import ProblemError
+from apigw.shared.headers import tokens
 
 # RFC 6455 1.3: the server proves it read the handshake by hashing the key with this.
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -25,11 +25,6 @@ _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # offer the key as this subprotocol instead. The token is never forwarded nor echoed.
 KEY_PROTOCOL_PREFIX = "x-api-key."
 _VERSION_13: dict[str, str] = {hdrs.SEC_WEBSOCKET_VERSION: "13"}
-
-
-def tokens(values: Iterable[str]) -> list[str]:
-    """The comma-separated elements of every value of a list header, stripped, empty ones out."""
-    return [t.strip() for value in values for t in value.split(",") if t.strip()]
 
 
 def is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
