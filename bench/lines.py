@@ -88,11 +88,11 @@ def short(filename: str) -> str:
 
 
 def report(name: str, profile: dict[tuple[str, str], float], top: int) -> None:
-    by_file: collections.Counter[str] = collections.Counter()
+    by_file: dict[str, float] = collections.defaultdict(float)
     for (f, _q), n in profile.items():
         by_file[short(f)] += n
     print(f"\n{name}: {sum(profile.values()):.0f} lines per request")
-    for f, n in by_file.most_common(top):
+    for f, n in sorted(by_file.items(), key=lambda item: -item[1])[:top]:
         print(f"  {n:7.1f}  {f}")
     print("  by function:")
     ranked = sorted(profile.items(), key=lambda item: -item[1])[:top]
