@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable
 from time import monotonic, perf_counter
 
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
-from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
 
 from apigw.bodies import RequestBody
-from apigw.config import GatewaySettings, PoolSettings
+from apigw.client import UpstreamCall, make_session
+from apigw.config import GatewaySettings
 from apigw.observability.exchange import Exchange
 from apigw.observability.metrics import Metrics, RouteStats
 from apigw.ratelimit.limiter import RateLimiter
@@ -47,79 +47,14 @@ from apigw.upstreams import Target, UpstreamPool
 
 log = logging.getLogger("apigw.proxy")
 
-# The gateway forwards the client's headers as they are: the session adds none of its own.
-_SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
-_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
-
-
-class ForwardingRequest(aiohttp.ClientRequest):
-    """aiohttp's ClientRequest, minus per-request work the gateway never needs.
-
-    Given `skip_auto_headers`, aiohttp sorts the names, builds a multidict of them and copies
-    every request header to see which defaults to add; the gateway adds none, ever, so the
-    skipped set is made once here. And the headers, already a fresh multidict the session
-    made for this request, are copied in C instead of one `add` per header in Python. Reaches
-    into aiohttp (these methods are not public API): tests/gateway/test_aiohttp_internals.py
-    fails if an upgrade changes them.
-    """
-
-    def update_headers(self, headers: LooseHeaders | None) -> None:
-        if not isinstance(headers, CIMultiDict) or hdrs.HOST in headers:
-            super().update_headers(headers)  # not what the session passes for the proxy
-            return
-        host = self.url.host_port_subcomponent
-        assert host is not None  # an absolute URL: the proxy builds it from a target base
-        self.headers = CIMultiDict(((hdrs.HOST, host),))  # Host first, as aiohttp puts it
-        self.headers.extend(headers)
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        self._skip_auto_headers = _SKIPPED
-
-
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 NO_ROUTE = "No route matches this path."
-
-
-def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=pool.max_connections,
-        keepalive_timeout=pool.idle_timeout,
-        # Backends are reached by address from the config; caching the lookup is enough.
-        ttl_dns_cache=10,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        # Bytes go through as the upstream sent them; Content-Encoding stays true.
-        auto_decompress=False,
-        # One session serves every client: it must never keep or send anyone's cookies.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=_SKIP_AUTO_HEADERS,
-        request_class=ForwardingRequest,
-        timeout=aiohttp.ClientTimeout(total=None),
-    )
-    # aiohttp merges the session's default headers (this session has none) into a new
-    # multidict, one header at a time in Python, on every request. A multidict made for this
-    # one request (what the proxy passes) goes through as it is; ForwardingRequest copies it
-    # once, in C. Reaches into aiohttp: tests/gateway/test_aiohttp_internals.py.
-    object.__setattr__(session, "_prepare_headers", _as_given(session._prepare_headers))
-    return session
-
-
-def _as_given(
-    merge: Callable[[LooseHeaders | None], CIMultiDict[str]],
-) -> Callable[[LooseHeaders | None], CIMultiDict[str]]:
-    def prepare_headers(headers: LooseHeaders | None) -> CIMultiDict[str]:
-        if type(headers) is CIMultiDict:
-            return headers
-        return merge(headers)
-
-    return prepare_headers
 
 
 async def session_ctx(app: web.Application) -> AsyncIterator[None]:
     session = make_session(app[SETTINGS_KEY].pool)
     app[SESSION_KEY] = session
-    app[PROXY_KEY].session = session
+    app[PROXY_KEY].call = UpstreamCall(session)
     yield
     await session.close()
 
@@ -155,8 +90,8 @@ class Proxy:
         self.state = ProxyState(settings, metrics)
         # Set once SIGTERM starts the drain (lifecycle.py): answers then close their connection.
         self.draining = False
-        # The pooled session, set by session_ctx (kept here: no app lookup per request).
-        self.session: aiohttp.ClientSession | None = None
+        # The call on the pooled session, set by session_ctx (no app lookup per request).
+        self.call: UpstreamCall | None = None
 
     def swap(self, settings: GatewaySettings) -> ProxyState:
         """Serve new requests with `settings`; requests under way keep the state they took."""
@@ -315,15 +250,14 @@ class Proxy:
                 exchange, request.method, target, request.raw_path
             )
         # request_gate_middleware lets only FORWARDED_METHODS through.
-        session = self.session
-        assert session is not None, "session_ctx sets the session before any request"
-        return session.request(
+        call = self.call
+        assert call is not None, "session_ctx sets the call before any request"
+        return call(
             request.method,
             URL(target.base + request.raw_path, encoded=True),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            timeout=pool.stream_timeout if streaming else pool.timeout,
+            headers,
+            body,
+            pool.stream_timeout if streaming else pool.timeout,
         )
 
     async def _retry(
