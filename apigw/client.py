@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
-from aiohttp import hdrs
+from aiohttp import HttpVersion11, hdrs
 from aiohttp.client_exceptions import ConnectionTimeoutError
+from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.helpers import TimerNoop
 from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
@@ -43,6 +44,9 @@ TIMEOUT_CEIL_THRESHOLD = 5.0
 # connection when a pooled one turns out closed by the upstream (RFC 9112, 9.3.1).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _STALE_CONNECTION = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+# The methods aiohttp sends without a body or a framing header when given none.
+_BODILESS = aiohttp.ClientRequest.GET_METHODS
+_MAX_POOL_KEYS = 4096
 # No total timeout per attempt (the proxy keeps the whole-request deadline itself), so no
 # timer: one shared no-op one, as aiohttp uses when none is set.
 _NO_TIMER = TimerNoop()
@@ -53,11 +57,55 @@ class ForwardingRequest(aiohttp.ClientRequest):
 
     Given `skip_auto_headers`, aiohttp sorts the names, builds a multidict of them and copies
     every request header to see which defaults to add; the gateway adds none, ever, so the
-    skipped set is made once here. And the headers, a fresh multidict made for this request,
-    are copied in C instead of one `add` per header in Python. Reaches into aiohttp (these
-    methods are not public API): tests/gateway/test_aiohttp_internals.py fails if an upgrade
-    changes them.
+    skipped set is made once here. The headers, a fresh multidict made for this request, are
+    copied in C instead of one `add` per header in Python. A request without a body is built
+    by `bodiless()`, which sets what `__init__` would and skips its steps that do nothing
+    for it, and its connection key is the one of its target, computed once. Reaches into
+    aiohttp (none of this is public API): tests/gateway/test_aiohttp_internals.py fails if an
+    upgrade changes what it relies on.
     """
+
+    # The pool key of a request made by bodiless(); None: aiohttp computes it.
+    _pool_key: ConnectionKey | None = None
+
+    @classmethod
+    def bodiless(
+        cls,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        loop: asyncio.AbstractEventLoop,
+        session: aiohttp.ClientSession,
+        pool_key: ConnectionKey,
+    ) -> ForwardingRequest:
+        """What `cls(method, url, headers=headers, loop=loop, timer=..., session=session)`
+        makes of a GET, HEAD, OPTIONS or TRACE without a body or an Expect header, to a URL
+        without credentials or fragment: the same attributes, ten method calls fewer."""
+        self = cls.__new__(cls)
+        self._session = session
+        self.original_url = self.url = url
+        self.method = method
+        self.chunked = None
+        self.compress = None
+        self.loop = loop
+        self.length = None
+        self.response_class = aiohttp.ClientResponse
+        self._timer = _NO_TIMER
+        self._ssl = True
+        self.server_hostname = None
+        self.version = HttpVersion11
+        self.update_headers(headers)
+        self._skip_auto_headers = _SKIPPED
+        self.proxy = self.proxy_auth = self.proxy_headers = None
+        self._body = None
+        self._traces = []
+        self._pool_key = pool_key
+        return self
+
+    @property
+    def connection_key(self) -> ConnectionKey:
+        key = self._pool_key
+        return _connection_key(self) if key is None else key
 
     def update_headers(self, headers: LooseHeaders | None) -> None:
         if not isinstance(headers, CIMultiDict) or hdrs.HOST in headers:
@@ -70,6 +118,10 @@ class ForwardingRequest(aiohttp.ClientRequest):
 
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
         self._skip_auto_headers = _SKIPPED
+
+
+# aiohttp's own computation of a request's pool key (ClientRequest.connection_key).
+_connection_key = aiohttp.ClientRequest.connection_key.fget  # type: ignore[attr-defined]
 
 
 def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
@@ -97,38 +149,55 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
 
 
 class UpstreamCall:
-    """`session.request(method, url, headers=..., data=..., allow_redirects=False,
+    """`session.request(method, base + path, headers=..., data=..., allow_redirects=False,
     timeout=...)` for the proxy: the same request on the wire, the same ClientResponse back,
     the same errors, on the session's own connector."""
 
-    __slots__ = ("connector", "loop", "session")
+    __slots__ = ("connector", "loop", "pool_keys", "session")
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
         self.connector = session.connector
         self.loop = asyncio.get_running_loop()
+        # Target base URL -> the pool key of every request to it (None: one with credentials,
+        # which bodiless() does not build).
+        self.pool_keys: dict[str, ConnectionKey | None] = {}
 
     async def __call__(
         self,
         method: str,
-        url: URL,
+        base: str,
+        path: str,
         headers: CIMultiDict[str],
         body: Any,
         timeouts: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         if self.session.closed:
             raise RuntimeError("Session is closed")
+        url = URL(base + path, encoded=True)
         retry_stale = body is None and method in _IDEMPOTENT
         while True:
-            request = ForwardingRequest(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                loop=self.loop,
-                timer=_NO_TIMER,
-                session=self.session,
-            )
+            key = self.pool_keys.get(base) or self._pool_key(base, url)
+            if (
+                key is not None
+                and body is None
+                and method in _BODILESS
+                and hdrs.EXPECT not in headers
+                and not url.raw_fragment
+            ):
+                request = ForwardingRequest.bodiless(
+                    method, url, headers, self.loop, self.session, key
+                )
+            else:
+                request = ForwardingRequest(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    loop=self.loop,
+                    timer=_NO_TIMER,
+                    session=self.session,
+                )
             try:
                 return await self._send(request, timeouts)
             except _STALE_CONNECTION:
@@ -144,6 +213,16 @@ class UpstreamCall:
             finally:
                 if request._body is not None:
                     await request._body.close()
+
+    def _pool_key(self, base: str, url: URL) -> ConnectionKey | None:
+        if len(self.pool_keys) > _MAX_POOL_KEYS:
+            self.pool_keys.clear()  # targets of configs reloaded away
+        key = None
+        if not (url.raw_user or url.raw_password):
+            request = ForwardingRequest("GET", url, loop=self.loop, session=self.session)
+            key = request.connection_key
+        self.pool_keys[base] = key
+        return key
 
     async def _send(
         self, request: ForwardingRequest, timeouts: aiohttp.ClientTimeout

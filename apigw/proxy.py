@@ -9,7 +9,6 @@ from time import monotonic, perf_counter
 import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
 from multidict import CIMultiDict
-from yarl import URL
 
 from apigw.bodies import RequestBody
 from apigw.client import UpstreamCall, make_session
@@ -254,7 +253,8 @@ class Proxy:
         assert call is not None, "session_ctx sets the call before any request"
         return call(
             request.method,
-            URL(target.base + request.raw_path, encoded=True),
+            target.base,
+            request.raw_path,
             headers,
             body,
             pool.stream_timeout if streaming else pool.timeout,

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.client_reqrep import ClientRequest
+from aiohttp.helpers import TimerNoop
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -186,13 +187,14 @@ async def test_upstream_call_sends_the_bytes_session_request_sends() -> None:
         for method, data in cases:
             for how in ("session", "call"):
                 headers = CIMultiDict([("X-Twice", "1"), ("X-Twice", "2")])
-                url = URL(f"http://127.0.0.1:{port}/a/b%2Fc?q=1", encoded=True)
+                base, path = f"http://127.0.0.1:{port}", "/a/b%2Fc?q=1"
                 if how == "session":
+                    url = URL(base + path, encoded=True)
                     resp = await session.request(
                         method, url, headers=headers, data=data, allow_redirects=False
                     )
                 else:
-                    resp = await call(method, url, headers, data, timeouts)
+                    resp = await call(method, base, path, headers, data, timeouts)
                 try:
                     got.append(
                         (
@@ -233,19 +235,19 @@ async def test_upstream_call_resends_an_idempotent_request_once_on_a_stale_conne
     session = make_session(PoolSettings())
     call = UpstreamCall(session)
     timeouts = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
-    url = URL(f"http://127.0.0.1:{port}/x")
+    base = f"http://127.0.0.1:{port}"
     try:
         for method in ("GET", "GET", "DELETE"):
-            resp = await call(method, url, CIMultiDict(), None, timeouts)
+            resp = await call(method, base, "/x", CIMultiDict(), None, timeouts)
             await resp.read()
             resp.release()
             assert resp.status == 200
         # A POST on the same stale pooled connection is not sent again here; the proxy's
         # own retry rules (apigw/retries.py) decide.
-        resp = await call("GET", url, CIMultiDict(), None, timeouts)
+        resp = await call("GET", base, "/x", CIMultiDict(), None, timeouts)
         resp.release()
         with pytest.raises(aiohttp.ServerDisconnectedError):
-            await call("POST", url, CIMultiDict(), None, timeouts)
+            await call("POST", base, "/x", CIMultiDict(), None, timeouts)
     finally:
         await session.close()
         server.close()
@@ -262,8 +264,52 @@ async def test_upstream_call_names_a_refused_connection_and_a_connect_timeout() 
     timeouts = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
     try:
         with pytest.raises(aiohttp.ClientConnectorError):
-            await call("GET", URL(f"http://127.0.0.1:{port}/"), CIMultiDict(), None, timeouts)
+            await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, timeouts)
     finally:
         await session.close()
     with pytest.raises(RuntimeError, match="closed"):
-        await call("GET", URL(f"http://127.0.0.1:{port}/"), CIMultiDict(), None, timeouts)
+        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, timeouts)
+
+
+async def test_a_bodiless_request_is_what_aiohttp_builds() -> None:
+    # ForwardingRequest.bodiless() sets what ClientRequest.__init__ sets for a request
+    # without a body; if an upgrade adds, drops or changes an attribute, this fails.
+    session = make_session(PoolSettings())
+    loop = asyncio.get_running_loop()
+    try:
+        for method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            url = URL("http://127.0.0.1:9/a/%2F?q=1", encoded=True)
+            headers = CIMultiDict([("X-Twice", "1"), ("X-Twice", "2"), ("Accept", "*/*")])
+            built = ForwardingRequest(
+                method, url, headers=headers, loop=loop, timer=TimerNoop(), session=session
+            )
+            fast = ForwardingRequest.bodiless(
+                method, url, headers, loop, session, built.connection_key
+            )
+            assert set(vars(fast)) == set(vars(built)) | {"_pool_key"}
+            for name, value in vars(built).items():
+                if name == "headers":
+                    assert list(fast.headers.items()) == list(value.items())
+                elif name == "_timer":
+                    assert type(fast._timer) is TimerNoop
+                else:
+                    assert getattr(fast, name) == value, name
+            assert fast.connection_key == built.connection_key
+            assert fast._body is None and fast._continue is None
+    finally:
+        await session.close()
+    # bodiless() skips these steps of __init__: each must still do nothing for such a request.
+    init = inspect.getsource(ClientRequest.__init__)
+    for step in (
+        "self.update_version(version)",
+        "self.update_host(url)",
+        "self.update_cookies(cookies)",
+        "self.update_content_encoding(data)",
+        "self.update_auth(auth, trust_env)",
+        "self.update_proxy(proxy, proxy_auth, proxy_headers)",
+        "self.update_body_from_data(data)",
+        "if data is not None or self.method not in self.GET_METHODS:",
+        "self.update_expect_continue(expect100)",
+    ):
+        assert step in init, step
+    assert init.count("self.update_") == 11  # those, headers, auto headers, transfer encoding
