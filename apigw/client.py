@@ -22,7 +22,9 @@ import aiohttp
 from aiohttp import HttpVersion11, hdrs
 from aiohttp.client_exceptions import ConnectionTimeoutError
 from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
 from aiohttp.helpers import TimerNoop
+from aiohttp.http_writer import StreamWriter
 from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
@@ -101,6 +103,31 @@ class ForwardingRequest(aiohttp.ClientRequest):
         self._traces = []
         self._pool_key = pool_key
         return self
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        protocol = conn.protocol
+        assert protocol is not None
+        if self._pool_key is None or protocol.writing_paused:
+            return await super().send(conn)  # not from bodiless(), or a write must wait
+        # What aiohttp's send() does for a request without a body: the head is written
+        # at once, and the read timeout starts.
+        writer = StreamWriter(protocol, self.loop)
+        await writer.write_headers(f"{self.method} {self.url.raw_path_qs} HTTP/1.1", self.headers)
+        protocol.start_timeout()
+        writer.set_eof()
+        self.response = aiohttp.ClientResponse(
+            self.method,
+            self.original_url,
+            writer=None,
+            continue100=None,
+            timer=self._timer,
+            request_info=self.request_info,
+            traces=self._traces,
+            loop=self.loop,
+            session=self._session,
+            stream_writer=writer,
+        )
+        return self.response
 
     @property
     def connection_key(self) -> ConnectionKey:

@@ -313,3 +313,33 @@ async def test_a_bodiless_request_is_what_aiohttp_builds() -> None:
     ):
         assert step in init, step
     assert init.count("self.update_") == 11  # those, headers, auto headers, transfer encoding
+
+
+async def test_a_bodiless_request_is_sent_as_aiohttp_sends_it() -> None:
+    # ForwardingRequest.send() writes a bodiless request's head itself; these are the steps
+    # of aiohttp's send() it repeats or may skip (no proxy, no compression, no chunking, no
+    # Content-Type for GET-like methods, no tracing, a connector that never forces close).
+    # test_upstream_call_sends_the_bytes_session_request_sends compares the bytes.
+    send = inspect.getsource(ClientRequest.send)
+    for step in (
+        "path = self.url.raw_path_qs",
+        "on_chunk_sent=(",
+        "if self._traces",
+        "if self.compress:",
+        "if self.chunked is not None:",
+        "if conn._connector.force_close:",
+        'status_line = f"{self.method} {path} HTTP/{v.major}.{v.minor}"',
+        "await writer.write_headers(status_line, self.headers)",
+        "if self._body or self._continue is not None or protocol.writing_paused:",
+        "protocol.start_timeout()",
+        "writer.set_eof()",
+        "writer=task,",
+        "stream_writer=writer,",
+    ):
+        assert step in send, step
+    assert ClientRequest.POST_METHODS.isdisjoint(ClientRequest.GET_METHODS)
+    session = make_session(PoolSettings())
+    try:
+        assert session.connector is not None and not session.connector.force_close
+    finally:
+        await session.close()
