@@ -36,7 +36,7 @@ from apigw.shared.logs import install_redaction
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, healthz
 from apigw.streaming.live_page import setup_live_page
 from apigw.streaming.streams import setup_long_lived
-from middleware import GATEWAY_MIDDLEWARES
+from middleware import gateway_middlewares
 
 
 async def create_app(settings: GatewaySettings | None = None) -> web.Application:
@@ -48,7 +48,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     # handler_args reach aiohttp's server whichever way it is started (run_app or gunicorn),
     # and take precedence over gunicorn's keepalive setting.
     handler_args = server_args(settings.limits, settings.server_header)
-    app = web.Application(middlewares=GATEWAY_MIDDLEWARES, handler_args=handler_args)
+    app = web.Application(handler_args=handler_args)
     app[SETTINGS_KEY] = settings
     app[SERVER_HEADER_KEY] = settings.server_header
     app[REQUEST_GATE_KEY] = RequestGate(settings.limits)
@@ -70,6 +70,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     setup_admin(app)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
+    app.middlewares.extend(gateway_middlewares(app))
     return app
 
 

@@ -1,7 +1,7 @@
 """Every `@web.middleware` of the gateway and the services, and the order they run in.
 
-None of them reads a body. `GATEWAY_MIDDLEWARES` and `SERVICE_MIDDLEWARES` list them outermost
-first, as `web.Application(middlewares=...)` expects.
+None of them reads a body. `gateway_middlewares(app)` and `SERVICE_MIDDLEWARES` list them
+outermost first, as `web.Application(middlewares=...)` expects.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import hmac
 import logging
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from apigw.observability.admin import admin_allowed
+from apigw.observability.exchange import Exchange
 from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
-    CONSUMER_KEY,
     EXCHANGE_KEY,
     KEY_IN_PROTOCOL_KEY,
     KEYRING_KEY,
@@ -45,9 +45,6 @@ CLIENT_CLOSED_REQUEST = 499
 def _is_open(request: web.Request, app: web.Application) -> bool:
     # The raw path, not request.path: yarl resolves dot-segments in the decoded one.
     path = request.raw_path.partition("?")[0]
-    if path in ADMIN_PATHS:
-        # Open to the admin networks only; anyone else meets the key check like anywhere.
-        return admin_allowed(request)
     return path in app[OPEN_PATHS_KEY] or path.startswith(app[OPEN_PREFIXES_KEY])
 
 
@@ -67,34 +64,6 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 @web.middleware
-async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The gateway's outermost layer: gives the request its id and trace context, and records
-    it when its answer is done (metrics, the access log line, the span). Every response
-    carries the request id and the configured Server header."""
-    app = request.app
-    observer = app[OBSERVER_KEY]
-    exchange = observer.begin(request)
-    request[EXCHANGE_KEY] = exchange
-    request[REQUEST_ID_KEY] = exchange.request_id
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        # A redirect (error_middleware turns every error status into a response).
-        observer.finish(request, exchange, exc.status, None)
-        raise
-    except BaseException:
-        # Cancelled: the client went away and aiohttp stopped the handler.
-        observer.finish(request, exchange, CLIENT_CLOSED_REQUEST, None)
-        raise
-    if not response.prepared:
-        headers = response.headers
-        headers[REQUEST_ID_HEADER] = exchange.request_id
-        headers[hdrs.SERVER] = app[SERVER_HEADER_KEY]
-    observer.finish(request, exchange, response.status, response)
-    return response
-
-
-@web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The outermost error layer: every error leaves as problem+json with the request id.
 
@@ -104,16 +73,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except Exception as exc:
-        if request.writer.output_size > 0:
-            return _abort_started(request, exc)
-        return _error_response(request, exc)
+        return _answer_error(request, exc, request[REQUEST_ID_KEY], None)
 
 
-def _abort_started(request: web.Request, exc: Exception) -> web.StreamResponse:
+def _answer_error(
+    request: web.Request, exc: Exception, request_id: str, exchange: Exchange | None
+) -> web.StreamResponse:
+    if request.writer.output_size > 0:
+        return _abort_started(request, exc, request_id)
+    return _error_response(request, exc, request_id, exchange)
+
+
+def _abort_started(request: web.Request, exc: Exception, request_id: str) -> web.StreamResponse:
     if not isinstance(exc, ConnectionError):
         log.error(
             "error after the response started, request %s: %s; aborting the client",
-            request[REQUEST_ID_KEY],
+            request_id,
             describe_exception(exc),
         )
     abort_connection(request)
@@ -121,10 +96,10 @@ def _abort_started(request: web.Request, exc: Exception) -> web.StreamResponse:
     return web.Response(status=CLIENT_CLOSED_REQUEST)
 
 
-def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
-    request_id = request[REQUEST_ID_KEY]
+def _error_response(
+    request: web.Request, exc: Exception, request_id: str, exchange: Exchange | None
+) -> web.StreamResponse:
     # The gateway's errors carry the trace id too (the services have no trace context).
-    exchange = request.get(EXCHANGE_KEY)
     trace_id = None if exchange is None else exchange.trace_id
     if isinstance(exc, ProblemError):
         response = render_error(exc, request_id, trace_id)
@@ -153,57 +128,6 @@ def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
 
 
 @web.middleware
-async def request_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuses heads no backend should see, and sheds load past the in-flight cap.
-
-    It runs before the key check: a malformed or oversized request costs no key lookup, and
-    its answer (400/405/414/431/505, connection closed) tells nothing about keys or routes.
-    Methods are its first check: TRACE, CONNECT and the other known methods the gateway does
-    not forward get 405 with Allow; unknown ones 400, as aiohttp's C parser answers them.
-    """
-    gate = request.app[REQUEST_GATE_KEY]
-    gate.check(request)
-    gate.enter()
-    try:
-        response = await handler(request)
-    except ProblemError as exc:
-        exc.close |= gate.draining
-        raise
-    finally:
-        gate.leave()
-    if gate.draining and not response.prepared:
-        # As Envoy drains: answers during the drain carry Connection: close, so keep-alive
-        # clients reconnect (to a live process) instead of racing the close of an idle
-        # connection when the listener goes. The proxy does the same for what it streams.
-        response.force_close()
-    return response
-
-
-@web.middleware
-async def client_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Accepts a request only with one valid x-api-key; it runs before routing answers 404."""
-    app = request.app
-    if _is_open(request, app):
-        return await handler(request)
-    keys = request.headers.getall(API_KEY_HEADER, ())
-    if len(keys) > 1:
-        raise ProblemError(400, "Send exactly one x-api-key header.")
-    key = keys[0] if keys else ""
-    if not keys and hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers:
-        # A browser's WebSocket cannot send x-api-key; the proxy accepts this only on routes
-        # with `websocket.key_protocol` (apigw/upgrade.py), and never forwards it.
-        key = (is_websocket_upgrade(request.headers) and key_from_protocols(request.headers)) or ""
-        request[KEY_IN_PROTOCOL_KEY] = bool(key)
-    consumer = None
-    if key and key.isascii():
-        consumer = app[KEYRING_KEY].consumer_for(key.encode())
-    if consumer is None:
-        raise ProblemError(401, "A valid API key is required in the x-api-key header.")
-    request[CONSUMER_KEY] = consumer
-    return await handler(request)
-
-
-@web.middleware
 async def gateway_secret_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A backend answers only the gateway: x-gateway-secret must match an accepted secret."""
     if _is_open(request, request.app):
@@ -220,10 +144,94 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
     return await handler(request)
 
 
-GATEWAY_MIDDLEWARES = (
-    observe_middleware,
-    error_middleware,
-    request_gate_middleware,
-    client_key_middleware,
-)
+def gateway_middlewares(app: web.Application) -> tuple[Middleware, Middleware]:
+    """The gateway's two layers, outermost first, bound to this app's parts so that no request
+    looks them up: `front_middleware`, then `client_key_middleware`."""
+    observer = app[OBSERVER_KEY]
+    gate = app[REQUEST_GATE_KEY]
+    keyring = app[KEYRING_KEY]
+    server_header = app[SERVER_HEADER_KEY]
+    open_paths = app[OPEN_PATHS_KEY]
+    open_prefixes = app[OPEN_PREFIXES_KEY]
+
+    @web.middleware
+    async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Gives the request its id and trace context; refuses heads no backend should see
+        and sheds load past the in-flight cap (apigw/request_gate.py); answers every error as
+        problem+json; records the answer (metrics, the access log line, the span).
+
+        The gate runs before the key check: a malformed or oversized request costs no key
+        lookup, and its answer (400/405/414/431/505, connection closed) tells nothing about
+        keys or routes. Once a response head has left, no second one may follow: the
+        connection is cut instead, so the client sees a broken reply, never a wrong one.
+        """
+        exchange = observer.begin(request)
+        request[EXCHANGE_KEY] = exchange
+        request_id = exchange.request_id
+        try:
+            gate.check(request)
+            gate.enter()
+            try:
+                response = await handler(request)
+            finally:
+                gate.leave()
+        except Exception as exc:
+            try:
+                response = _answer_error(request, exc, request_id, exchange)
+            except web.HTTPException as redirect:
+                # A redirect raised by a handler is an answer, not an error.
+                observer.finish(request, exchange, redirect.status, None)
+                raise
+        except BaseException:
+            # Cancelled: the client went away and aiohttp stopped the handler.
+            observer.finish(request, exchange, CLIENT_CLOSED_REQUEST, None)
+            raise
+        if not response.prepared:
+            headers = response.headers
+            headers[REQUEST_ID_HEADER] = request_id
+            # aiohttp's default names Python's version and its own; ours names none.
+            headers[hdrs.SERVER] = server_header
+            if gate.draining:
+                # As Envoy drains: answers during the drain carry Connection: close, so
+                # keep-alive clients reconnect (to a live process) instead of racing the
+                # close of an idle connection when the listener goes. The proxy does the
+                # same for what it streams.
+                response.force_close()
+        observer.finish(request, exchange, response.status, response)
+        return response
+
+    def is_open(request: web.Request) -> bool:
+        # The raw path, not request.path: yarl resolves dot-segments in the decoded one.
+        path = request.raw_path.partition("?")[0]
+        if path in ADMIN_PATHS:
+            # Open to the admin networks only; anyone else meets the key check like anywhere.
+            return admin_allowed(request)
+        return path in open_paths or path.startswith(open_prefixes)
+
+    @web.middleware
+    async def client_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Accepts a request only with one valid x-api-key; it runs before routing answers 404."""
+        if is_open(request):
+            return await handler(request)
+        headers = request.headers
+        keys = headers.getall(API_KEY_HEADER, ())
+        if len(keys) > 1:
+            raise ProblemError(400, "Send exactly one x-api-key header.")
+        key = keys[0] if keys else ""
+        if not keys and hdrs.SEC_WEBSOCKET_PROTOCOL in headers:
+            # A browser's WebSocket cannot send x-api-key; the proxy accepts this only on
+            # routes with `websocket.key_protocol` (apigw/upgrade.py), and never forwards it.
+            key = (is_websocket_upgrade(headers) and key_from_protocols(headers)) or ""
+            request[KEY_IN_PROTOCOL_KEY] = bool(key)
+        consumer = None
+        if key and key.isascii():
+            consumer = keyring.consumer_for(key.encode())
+        if consumer is None:
+            raise ProblemError(401, "A valid API key is required in the x-api-key header.")
+        request[EXCHANGE_KEY].consumer = consumer
+        return await handler(request)
+
+    return front_middleware, client_key_middleware
+
+
 SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)

@@ -16,10 +16,10 @@ from aiohttp import web
 
 from apigw.proxy import ProxyState
 from apigw.shared.appkeys import (
+    EXCHANGE_KEY,
     HEALTH_CHECKS_KEY,
     LIFECYCLE_KEY,
     PROXY_KEY,
-    REQUEST_ID_KEY,
     SESSION_KEY,
 )
 from apigw.shared.errors import problem_response
@@ -92,7 +92,7 @@ async def _check(
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready: not draining, and every route has a target that can take a request."""
-    request_id = request[REQUEST_ID_KEY]
+    request_id = request[EXCHANGE_KEY].request_id
     if request.app[LIFECYCLE_KEY].draining:
         return problem_response(503, "The gateway is shutting down.", request_id)
     down = [pool.route.prefix for pool in request.app[PROXY_KEY].state.pools if not pool.ready()]

@@ -20,7 +20,6 @@ from apigw.ratelimit.policies import policy_sets
 from apigw.retries import may_retry
 from apigw.routing import RouteTable, check_path, check_target
 from apigw.shared.appkeys import (
-    CONSUMER_KEY,
     EXCHANGE_KEY,
     KEY_IN_PROTOCOL_KEY,
     LONG_LIVED_KEY,
@@ -114,13 +113,13 @@ class Proxy:
         pool = state.routes.match(path)
         if pool is None:
             raise ProblemError(404, NO_ROUTE)
-        consumer = request.get(CONSUMER_KEY)
+        exchange = request[EXCHANGE_KEY]
+        consumer = exchange.consumer
         if consumer is None:
             # Only reachable if a route ever bypassed the client-key middleware.
             raise ProblemError(401, "A valid API key is required in the x-api-key header.")
-        exchange = request[EXCHANGE_KEY]
         stats = exchange.stats = pool.stats
-        stats.in_flight += 1  # observe_middleware takes it back when the answer is done
+        stats.in_flight += 1  # front_middleware takes it back when the answer is done
         if consumer.routes is not None and pool.route.prefix not in consumer.routes:
             # Before any limit is charged: a refused route costs the consumer nothing.
             raise ProblemError(403, "This API key may not call this route.")
@@ -248,7 +247,7 @@ class Proxy:
             headers[TRACEPARENT_HEADER] = request.app[OBSERVER_KEY].attempt_started(
                 exchange, request.method, target, request.raw_path
             )
-        # request_gate_middleware lets only FORWARDED_METHODS through.
+        # front_middleware (the request gate) lets only FORWARDED_METHODS through.
         call = self.call
         assert call is not None, "session_ctx sets the call before any request"
         return call(
@@ -369,7 +368,7 @@ class Proxy:
             status=upstream.status, reason=upstream.reason, headers=headers
         )
         if self.draining:
-            response.force_close()  # sends Connection: close; see request_gate_middleware
+            response.force_close()  # sends Connection: close; see front_middleware
         try:
             await response.prepare(request)
             read = content.readany

@@ -1,6 +1,6 @@
 """What the gateway records of each request: trace context, metrics, the access log line, spans.
 
-`observe_middleware` (middleware.py) calls `Observer.begin` when a request comes in and
+`front_middleware` (middleware.py) calls `Observer.begin` when a request comes in and
 `Observer.finish` when its answer is done; the proxy fills in the `Exchange` between (route,
 target, attempts, upstream status and timing, bytes). Everything a request costs here is
 prepared at start-up: per-route stats objects, the bucket bounds, the label strings.
@@ -32,12 +32,13 @@ from apigw.observability.metrics import (
 )
 from apigw.observability.metrics_share import SharedMetrics, merge
 from apigw.observability.tracecontext import TraceContext, start_trace
-from apigw.shared.appkeys import CONSUMER_KEY, OBSERVER_KEY
+from apigw.shared.appkeys import OBSERVER_KEY
 from apigw.shared.headers import REQUEST_ID_HEADER, request_id_from
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH
 
 if TYPE_CHECKING:
     from apigw.bodies import RequestBody
+    from apigw.config.consumers import Consumer
     from apigw.observability.otel import OtelExport
     from apigw.upstreams import Target
 
@@ -99,6 +100,7 @@ class Exchange(TraceContext):
         "attempts",
         "body",
         "bytes_out",
+        "consumer",
         "internal",
         "reason",
         "request_id",
@@ -113,6 +115,7 @@ class Exchange(TraceContext):
     def __init__(self, request_id: str, start: float) -> None:
         self.request_id = request_id
         self.start = start
+        self.consumer: Consumer | None = None  # set by client_key_middleware
         self.stats: RouteStats | None = None  # set by the proxy once the route is known
         self.target: Target | None = None  # the last target tried
         self.attempts = 0
@@ -181,7 +184,7 @@ class Observer:
         reason = exchange.reason
         if reason is None and not upstream:
             reason = REASON_BY_STATUS.get(status)
-        found = request.get(CONSUMER_KEY)
+        found = exchange.consumer
         consumer = None if found is None else found.name
         if self.metrics_enabled:
             key = status << 4 | METHOD_INDEX.get(request.method, OTHER_METHOD) << 1 | upstream

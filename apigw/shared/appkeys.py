@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from apigw.config import GatewaySettings
-    from apigw.config.consumers import Consumer
     from apigw.health import HealthChecks
     from apigw.keys import Keyring
     from apigw.lifecycle import Lifecycle
@@ -49,8 +48,6 @@ OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths")
 OPEN_PREFIXES_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("open_prefixes")
 
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
-# The consumer whose key the request carries (its name, plan and allowed routes).
-CONSUMER_KEY: web.RequestKey[Consumer] = web.RequestKey("consumer")
 # The client's key came as a WebSocket subprotocol (apigw.streaming.websocket.KEY_PROTOCOL_PREFIX).
 KEY_IN_PROTOCOL_KEY: web.RequestKey[bool] = web.RequestKey("key_in_protocol", bool)
 # What the gateway records of a request: trace context, route, upstream side, timing.

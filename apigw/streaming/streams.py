@@ -107,7 +107,7 @@ class LongLived:
                 reason="overloaded",
             )
         # It leaves the in-flight count of ordinary requests (the gate takes it back at
-        # the end, as request_gate_middleware expects).
+        # the end, as front_middleware expects).
         self._gate.leave()
 
     def admit_tunnel(self, prefix: str, max_connections: int) -> None:
