@@ -47,7 +47,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null && command -v curl >/dev/null && command -v valgrind >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq wrk curl valgrind >/dev/null)
 	$(PY) bench/run.py
-	$(PY) bench/instr.py
+	$(PY) bench/instr.py --budgets
 
 key: $(STAMP)
 	$(PY) -m apigw.keys $(or $(NAME),$(error usage: make key NAME=consumer-name))

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,14 +34,25 @@ PATH = "/users/1"
 WARM_UP = 200
 
 
-def grown_config(directory: Path, *, routes: int = 0, consumers: int = 0) -> Path:
+def grown_config(
+    directory: Path,
+    *,
+    routes: int = 0,
+    consumers: int = 0,
+    plan: str | None = None,
+    **changes: Any,
+) -> Path:
     """The shipped gateway.yaml (every default feature on) with `routes` more routes on the
-    same upstream and `consumers` more consumers (a consumers_file, as large sets are kept)."""
+    same upstream, `consumers` more consumers (a consumers_file, as large sets are kept),
+    every consumer on `plan` if given, and top-level keys set to `changes`."""
     document = yaml.safe_load((ROOT / "gateway.yaml").read_text())
+    document.update(changes)
+    if plan is not None:
+        document["consumers"] = [{**c, "plan": plan} for c in document["consumers"]]
     document["routes"] = [
         {"prefix": f"/svc{n}/api", "upstreams": ["${USERS_SERVICE_URL}"]} for n in range(routes)
     ] + document["routes"]
-    name = f"config-{routes}-routes-{consumers}-consumers"
+    name = f"config-{routes}-routes-{consumers}-consumers-{plan}-{'-'.join(changes)}"
     if consumers:
         lines = (
             json.dumps({"name": f"c{n}", "key_sha256": hashlib.sha256(b"k%d" % n).hexdigest()})
@@ -102,7 +114,7 @@ def measure(args: list[str], requests: int, tmp: Path, name: str) -> tuple[float
         stop(proc)
 
 
-def run(requests: int, only: str = "") -> None:
+def run(requests: int, only: str = "", budgets: bool = False) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("bench: valgrind is missing (apt-get install valgrind)")
     py = sys.executable
@@ -120,6 +132,12 @@ def run(requests: int, only: str = "") -> None:
         "gateway, +1,000 routes": [*gateway, "--config", str(routes)],
         "gateway, +100,000 consumers": [*gateway, "--config", str(consumers)],
     }
+    if budgets:
+        # What each feature costs: the shipped config against it with the feature off.
+        quiet = grown_config(tmp, metrics=False, access_log=False)
+        unlimited = grown_config(tmp, plan="unlimited")
+        cases["gateway, no metrics or access log"] = [*gateway, "--config", str(quiet)]
+        cases["gateway, no rate limits"] = [*gateway, "--config", str(unlimited)]
     try:
         print(f"\ninstructions per small GET {PATH} (callgrind, {requests} keep-alive requests)")
         figures: dict[str, float] = {}
@@ -132,6 +150,11 @@ def run(requests: int, only: str = "") -> None:
             print(
                 f"{name:28} {figures[name]:8.1f} k   {figures[name] / peer:5.2f}x the bare proxy"
                 + (f"   {figures[name] / shipped - 1:+.1%} on shipped" if "+" in name else "")
+                + (
+                    f"   the feature costs {shipped / figures[name] - 1:+.1%}"
+                    if " no " in name
+                    else ""
+                )
                 + (f"   ({bad} not 200!)" if bad else ""),
                 flush=True,
             )
@@ -144,8 +167,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--only", default="", help="measure only the cases naming this")
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="also the shipped config without metrics and access log, and without rate limits",
+    )
     args = parser.parse_args()
-    run(args.requests, args.only)
+    run(args.requests, args.only, args.budgets)
     return 0
 
 
