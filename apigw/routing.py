@@ -28,7 +28,11 @@ def check_target(raw_target: str) -> str:
         raise ProblemError(400, "The request target must be a path starting with '/'.")
     if _FORBIDDEN_RAW.search(raw_target):
         raise ProblemError(400, "The request target contains a forbidden character.")
-    return _check_clean_path(raw_target.partition("?")[0])
+    path = raw_target.partition("?")[0]
+    if "//" in path or "%" in path or "." in path:
+        return _check_clean_path(path)
+    # Nearly every target: nothing to decode and no segment to refuse, the path is as sent.
+    return path
 
 
 def check_path(raw_path: str) -> str:
@@ -70,10 +74,11 @@ class RouteTable(Generic[T]):
     A lookup costs one dict probe per path segment at most, whatever the number of routes: it
     starts from the path cut to as many segments as the deepest prefix under the path's first
     segment has, then tries each shorter cut at a '/', so the first hit is the longest prefix
-    that ends on a segment boundary.
+    that ends on a segment boundary. A path whose first segment is a prefix with nothing
+    deeper under it (`/users` alone: the usual table) takes one probe.
     """
 
-    __slots__ = ("_by_prefix", "_depth_under", "_root")
+    __slots__ = ("_by_prefix", "_depth_under", "_root", "_shallow")
 
     def __init__(self, entries: dict[str, T]) -> None:
         self._by_prefix = {p: t for p, t in entries.items() if p != "/"}
@@ -83,11 +88,22 @@ class RouteTable(Generic[T]):
             first = prefix[: prefix.find("/", 1)] if prefix.find("/", 1) > 0 else prefix
             depth = prefix.count("/")
             self._depth_under[first] = max(depth, self._depth_under.get(first, 0))
+        # A one-segment prefix with no longer prefix under it is the answer for every path
+        # under its segment.
+        self._shallow = {
+            first: self._by_prefix[first]
+            for first, depth in self._depth_under.items()
+            if depth == 1
+        }
         self._root = entries.get("/")
 
     def match(self, path: str) -> T | None:
         end = path.find("/", 1)
-        depth = self._depth_under.get(path[:end] if end > 0 else path, 0)
+        first = path[:end] if end > 0 else path
+        target = self._shallow.get(first)
+        if target is not None:
+            return target
+        depth = self._depth_under.get(first, 0)
         if not depth:
             return self._root
         # Nothing deeper than the deepest prefix under this first segment can match: a path
