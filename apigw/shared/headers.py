@@ -64,10 +64,14 @@ _DROP_FROM_CLIENT = (
 # The upstream's Server header is replaced by the gateway's, as nginx hides it by default.
 _DROP_FROM_UPSTREAM = (*HOP_BY_HOP, GATEWAY_SECRET_HEADER, REQUEST_ID_HEADER, hdrs.SERVER)
 
-# Lower-cased, for one set lookup per header present (a request or answer carries a handful,
-# the lists above name a dozen or two: popping each name would cost far more).
-_DROP_FROM_CLIENT_LOWER = frozenset(name.lower() for name in _DROP_FROM_CLIENT)
-_DROP_FROM_UPSTREAM_LOWER = frozenset(name.lower() for name in _DROP_FROM_UPSTREAM)
+# As case-insensitive multidicts, for one lookup in C per header present (a request or answer
+# carries a handful, the lists above name a dozen or two: popping each name would cost far
+# more). The parser's header names are istr, whose case-folded form multidict keeps: no
+# `.lower()` copy per name.
+_DROP_FROM_CLIENT_NAMES = CIMultiDictProxy(CIMultiDict((name, None) for name in _DROP_FROM_CLIENT))
+_DROP_FROM_UPSTREAM_NAMES = CIMultiDictProxy(
+    CIMultiDict((name, None) for name in _DROP_FROM_UPSTREAM)
+)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -84,8 +88,10 @@ def tokens(values: Iterable[str]) -> list[str]:
     return [t.strip() for value in values for t in value.split(",") if t.strip()]
 
 
-def _copy_without(original: CIMultiDictProxy[str], drop_lower: frozenset[str]) -> CIMultiDict[str]:
-    """A copy of `original` without the headers `Connection` names and those in `drop_lower`.
+def _copy_without(
+    original: CIMultiDictProxy[str], drop: CIMultiDictProxy[None]
+) -> CIMultiDict[str]:
+    """A copy of `original` without the headers `Connection` names and those `drop` names.
 
     A multidict, not a dict: every Set-Cookie line must survive.
     """
@@ -94,8 +100,9 @@ def _copy_without(original: CIMultiDictProxy[str], drop_lower: frozenset[str]) -
         for name in tokens(original.getall(hdrs.CONNECTION)):
             headers.popall(name, None)
     for name in original:
-        if name.lower() in drop_lower:
-            headers.popall(name, None)
+        # `in headers`: a name sent twice (or named by Connection) is already gone.
+        if name in drop and name in headers:
+            del headers[name]
     return headers
 
 
@@ -111,7 +118,7 @@ def upstream_request_headers(
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> CIMultiDict[str]:
-    headers = _copy_without(incoming, _DROP_FROM_CLIENT_LOWER)
+    headers = _copy_without(incoming, _DROP_FROM_CLIENT_NAMES)
     host = incoming.get(hdrs.HOST)
     # The client's X-Forwarded-* cannot be trusted at the edge: they are replaced, not appended.
     if client_ip:
@@ -134,7 +141,7 @@ def upstream_request_headers(
 def downstream_response_headers(
     upstream: CIMultiDictProxy[str], request_id: str, server: str
 ) -> CIMultiDict[str]:
-    headers = _copy_without(upstream, _DROP_FROM_UPSTREAM_LOWER)
+    headers = _copy_without(upstream, _DROP_FROM_UPSTREAM_NAMES)
     headers[REQUEST_ID_HEADER] = request_id
     headers[hdrs.SERVER] = server
     return headers
