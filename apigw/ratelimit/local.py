@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
+from math import ceil
 from typing import NoReturn
 
 from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
@@ -38,18 +39,11 @@ class LocalStore:
         already charged (the rare path pays for the undo, not the common one)."""
         now = self._clock()
         state = self._state
-        mine = state.get(consumer)
-        if mine is None:
-            mine = state[consumer] = {}
+        mine = state.setdefault(consumer, {})
         # The policy closest to running out: fewest requests left, then the longer wait.
         best_name, best_r, best_wait = "", -1, 0.0
         for policy in limits.policies:
-            if policy.scope:
-                slots = state.get(policy.scope)
-                if slots is None:
-                    slots = state[policy.scope] = {}
-            else:
-                slots = mine
+            slots = state.setdefault(policy.scope, {}) if policy.scope else mine
             slot = slots.get(policy.name)
             if policy.is_rate:
                 if slot is None:
@@ -83,10 +77,7 @@ class LocalStore:
                         best_name, best_r, best_wait = policy.name, remaining, wait
         field = limits.field if now < limits.field_until else limits.policy_field(now)
         # Whole seconds, rounded up.
-        seconds = int(best_wait)
-        if seconds < best_wait - _EPSILON:
-            seconds += 1
-        return field, f'"{best_name}";r={best_r};t={seconds}'
+        return field, f'"{best_name}";r={best_r};t={ceil(best_wait - _EPSILON)}'
 
     def _take_back(self, consumer: str, limits: Limits, refused: Policy) -> None:
         """Undo what admit charged for the policies before `refused`: a GCRA's arrival time
