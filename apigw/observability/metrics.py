@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,10 @@ def labels(**pairs: str) -> str:
     return ",".join(f'{name}="{label_value(value)}"' for name, value in pairs.items())
 
 
+def _per_status_class() -> list[int]:
+    return [0] * 10
+
+
 class RouteStats:
     """The counters of one route (or of `unmatched`) in this worker; kept across reloads."""
 
@@ -144,8 +149,9 @@ class RouteStats:
         self.route = route
         self.label = labels(route=route)
         # (status << 4 | method index << 1 | answered by the upstream) -> count: one int key,
-        # no tuple built per request.
-        self.requests: dict[int, int] = {}
+        # no tuple built per request. The per-request counters are defaultdicts: one `+= 1`
+        # in C, no get-then-set.
+        self.requests: defaultdict[int, int] = defaultdict(int)
         self.duration = [0] * (len(BUCKETS) + 1)  # per bucket, not cumulative; last: +Inf
         self.duration_sum = 0.0
         self.upstream = [0] * (len(BUCKETS) + 1)
@@ -155,8 +161,9 @@ class RouteStats:
         self.bytes_out = 0
         self.retries = 0
         self.errors: dict[str, int] = {}  # upstream error kind -> count
-        self.rejections: dict[str, int] = {}  # reason -> count
-        self.consumers: dict[str, list[int]] = {}  # consumer -> count per status class
+        self.rejections: defaultdict[str, int] = defaultdict(int)  # reason -> count
+        # consumer -> count per status class (index: status // 100)
+        self.consumers: defaultdict[str, list[int]] = defaultdict(_per_status_class)
         self.ejections: dict[str, int] = {}  # target -> count
 
     def totals(self) -> list[int]:
