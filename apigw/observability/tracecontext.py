@@ -98,12 +98,15 @@ def start_trace(context: TraceContext, headers: CIMultiDictProxy[str]) -> None:
             context.tracestate = clean_tracestate(list(states)) if states else None
             return
     # A new trace: its id and the gateway's span id from one draw.
-    ids = urandom(24).hex()
-    while ids.startswith(_ZERO_TRACE) or ids.endswith(_ZERO_SPAN):
-        # All zeros is an invalid id (W3C): drawn once in 2**64 times, so drawn again.
+    while True:
         ids = urandom(24).hex()
-    context.trace_id = ids[:32]
-    context.span_id = ids[32:]
+        trace_id = ids[:32]
+        span_id = ids[32:]
+        # All zeros is an invalid id (W3C): drawn once in 2**64 times, so drawn again.
+        if trace_id != _ZERO_TRACE and span_id != _ZERO_SPAN:
+            break
+    context.trace_id = trace_id
+    context.span_id = span_id
     context.flags = NEW_TRACE_FLAGS
     context.parent_id = None
     context.tracestate = None
