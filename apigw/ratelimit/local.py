@@ -39,7 +39,9 @@ class LocalStore:
         already charged (the rare path pays for the undo, not the common one)."""
         now = self._clock()
         state = self._state
-        mine = state.setdefault(consumer, {})
+        mine = state.get(consumer)
+        if mine is None:
+            mine = state[consumer] = {}
         # The policy closest to running out: fewest requests left, then the longer wait.
         best_name, best_r, best_wait = "", -1, 0.0
         for policy in limits.policies:
