@@ -24,7 +24,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def check_target(raw_target: str) -> str:
     """Return the decoded path of a raw origin-form request target, or raise a 400."""
-    if not raw_target.startswith("/"):
+    # A slice, not startswith(): str.startswith parses its arguments the slow way.
+    if raw_target[:1] != "/":
         raise ProblemError(400, "The request target must be a path starting with '/'.")
     if _FORBIDDEN_RAW.search(raw_target):
         raise ProblemError(400, "The request target contains a forbidden character.")
@@ -37,7 +38,7 @@ def check_target(raw_target: str) -> str:
 
 def check_path(raw_path: str) -> str:
     """Return the decoded form of a raw path (no query), or raise a 400."""
-    if not raw_path.startswith("/"):
+    if raw_path[:1] != "/":
         raise ProblemError(400, "The path must start with '/'.")
     if _FORBIDDEN_RAW.search(raw_path):
         raise ProblemError(400, "The path contains a forbidden character.")
