@@ -43,11 +43,19 @@ class Policy:
     # Derived once, read on every request: burst x interval (GCRA), and the kind as a flag.
     tolerance: float = field(init=False, repr=False, compare=False)
     is_rate: bool = field(init=False, repr=False, compare=False)
+    # What the Redis script (script.lua) is told of this policy: kind, then a and b.
+    script_args: tuple[str | int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_rate", self.kind == GCRA)
         # Sums of float intervals (0.1 + 0.1 + ...) must not refuse a burst's last request.
         object.__setattr__(self, "tolerance", self.burst * self.interval + 1e-9)
+        script_args = (
+            (GCRA, repr(self.interval * 1000.0), self.burst)
+            if self.kind == GCRA
+            else (QUOTA, self.limit, self.period)
+        )
+        object.__setattr__(self, "script_args", script_args)
 
     def divided(self, workers: int) -> Policy:
         """This worker's share when each of `workers` processes counts alone: never more in
@@ -122,11 +130,13 @@ class Limits:
     """Policies one consumer meets on one route, in the order they are reported, with the
     `RateLimit-Policy` field they announce."""
 
-    __slots__ = ("field", "field_until", "names", "policies")
+    __slots__ = ("field", "field_until", "names", "policies", "script_args")
 
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         self.policies = policies
         self.names = tuple(p.name for p in policies)
+        # Every policy's arguments to the Redis script, in order: the same on every request.
+        self.script_args = tuple(arg for p in policies for arg in p.script_args)
         # The RateLimit-Policy text, valid until `field_until` (a month's end changes its `w`).
         self.field = ""
         self.field_until = -math.inf

@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from apigw.config.plans import RateLimitSettings
-from apigw.ratelimit.policies import GCRA, Limits, limit_field, too_many_requests
+from apigw.ratelimit.policies import Limits, limit_field, too_many_requests
 
 SCRIPT = files("apigw.ratelimit").joinpath("script.lua").read_text(encoding="utf-8")
 
@@ -51,18 +51,14 @@ class RedisStore:
 
     def keys_and_args(self, consumer: str, limits: Limits) -> tuple[list[str], list[str | int]]:
         prefix = self._prefix
-        keys: list[str] = []
-        args: list[str | int] = [1]
-        for p in limits.policies:
-            if p.scope:
-                keys.append(f"{prefix}:{{r:{p.scope}}}:{p.name}")
-            else:
-                keys.append(f"{prefix}:{{c:{consumer}}}:{p.name}")
-            if p.kind == GCRA:
-                args += ("g", repr(p.interval * 1000.0), p.burst)
-            else:
-                args += ("q", p.limit, p.period)
-        return keys, args
+        keys = [
+            f"{prefix}:{{r:{p.scope}}}:{p.name}"
+            if p.scope
+            else f"{prefix}:{{c:{consumer}}}:{p.name}"
+            for p in limits.policies
+        ]
+        # The request's cost (1), then what the script is told of each policy.
+        return keys, [1, *limits.script_args]
 
     async def run(self, consumer: str, limits: Limits) -> list[int]:
         """One EVALSHA; raises redis-py's errors when Redis cannot answer."""
