@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from apigw.observability.admin import admin_allowed
 from apigw.observability.exchange import Exchange
+from apigw.config.consumers import Consumer
 from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     EXCHANGE_KEY,
@@ -144,7 +145,7 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
     return await handler(request)
 
 
-def gateway_middlewares(app: web.Application) -> tuple[Middleware, Middleware]:
+def gateway_middlewares(app: web.Application) -> tuple[Middleware]:
     """The gateway's two layers, outermost first, bound to this app's parts so that no request
     looks them up: `front_middleware`, then `client_key_middleware`."""
     observer = app[OBSERVER_KEY]
@@ -172,6 +173,8 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware, Middleware]:
             gate.check(request)
             gate.enter()
             try:
+                if not is_open(request):
+                    exchange.consumer = check_key(request)
                 response = await handler(request)
             finally:
                 gate.leave()
@@ -208,11 +211,7 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware, Middleware]:
             return admin_allowed(request)
         return path in open_paths or path.startswith(open_prefixes)
 
-    @web.middleware
-    async def client_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Accepts a request only with one valid x-api-key; it runs before routing answers 404."""
-        if is_open(request):
-            return await handler(request)
+    def check_key(request: web.Request) -> Consumer:
         headers = request.headers
         keys = headers.getall(API_KEY_HEADER, ())
         if len(keys) > 1:
@@ -228,10 +227,9 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware, Middleware]:
             consumer = keyring.consumer_for(key.encode())
         if consumer is None:
             raise ProblemError(401, "A valid API key is required in the x-api-key header.")
-        request[EXCHANGE_KEY].consumer = consumer
-        return await handler(request)
+        return consumer
 
-    return front_middleware, client_key_middleware
+    return (front_middleware,)
 
 
 SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)
