@@ -36,7 +36,7 @@ from apigw.shared.logs import install_redaction
 from apigw.shared.reserved import DOCS_PATH, HEALTHZ_PATH, READYZ_PATH, healthz
 from apigw.streaming.live_page import setup_live_page
 from apigw.streaming.streams import setup_long_lived
-from middleware import gateway_middlewares
+from middleware import gateway_middleware
 
 
 async def create_app(settings: GatewaySettings | None = None) -> web.Application:
@@ -70,7 +70,7 @@ async def create_app(settings: GatewaySettings | None = None) -> web.Application
     setup_admin(app)
     # [\s\S]: the decoded path may hold a newline, which must reach the proxy's check.
     app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle, expect_handler=defer_continue)
-    app.middlewares.extend(gateway_middlewares(app))
+    app.middlewares.append(gateway_middleware(app))
     return app
 
 

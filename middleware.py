@@ -1,7 +1,8 @@
 """Every `@web.middleware` of the gateway and the services, and the order they run in.
 
-None of them reads a body. `gateway_middlewares(app)` and `SERVICE_MIDDLEWARES` list them
-outermost first, as `web.Application(middlewares=...)` expects.
+None of them reads a body. The gateway has one, made by `gateway_middleware(app)`;
+`SERVICE_MIDDLEWARES` lists the services' outermost first, as `web.Application(middlewares=...)`
+expects.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import logging
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from apigw.config.consumers import Consumer
 from apigw.observability.admin import admin_allowed
 from apigw.observability.exchange import Exchange
-from apigw.config.consumers import Consumer
 from apigw.shared.appkeys import (
     ACCEPTED_SECRETS_KEY,
     EXCHANGE_KEY,
@@ -145,9 +146,9 @@ async def gateway_secret_middleware(request: web.Request, handler: Handler) -> w
     return await handler(request)
 
 
-def gateway_middlewares(app: web.Application) -> tuple[Middleware]:
-    """The gateway's two layers, outermost first, bound to this app's parts so that no request
-    looks them up: `front_middleware`, then `client_key_middleware`."""
+def gateway_middleware(app: web.Application) -> Middleware:
+    """The gateway's one middleware, bound to this app's parts so that no request looks them
+    up. One layer, not four: each layer costs every request a call and a coroutine."""
     observer = app[OBSERVER_KEY]
     gate = app[REQUEST_GATE_KEY]
     keyring = app[KEYRING_KEY]
@@ -157,9 +158,11 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware]:
 
     @web.middleware
     async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Gives the request its id and trace context; refuses heads no backend should see
-        and sheds load past the in-flight cap (apigw/request_gate.py); answers every error as
-        problem+json; records the answer (metrics, the access log line, the span).
+        """In order: gives the request its id and trace context; refuses heads no backend
+        should see and sheds load past the in-flight cap (apigw/request_gate.py); accepts the
+        request only with one valid x-api-key (before routing could answer 404); answers
+        every error as problem+json; records the answer (metrics, the access log line, the
+        span).
 
         The gate runs before the key check: a malformed or oversized request costs no key
         lookup, and its answer (400/405/414/431/505, connection closed) tells nothing about
@@ -174,7 +177,7 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware]:
             gate.enter()
             try:
                 if not is_open(request):
-                    exchange.consumer = check_key(request)
+                    exchange.consumer = consumer_of(request)
                 response = await handler(request)
             finally:
                 gate.leave()
@@ -211,7 +214,8 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware]:
             return admin_allowed(request)
         return path in open_paths or path.startswith(open_prefixes)
 
-    def check_key(request: web.Request) -> Consumer:
+    def consumer_of(request: web.Request) -> Consumer:
+        """The consumer whose one valid x-api-key the request carries, else a 400 or 401."""
         headers = request.headers
         keys = headers.getall(API_KEY_HEADER, ())
         if len(keys) > 1:
@@ -229,7 +233,7 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware]:
             raise ProblemError(401, "A valid API key is required in the x-api-key header.")
         return consumer
 
-    return (front_middleware,)
+    return front_middleware
 
 
 SERVICE_MIDDLEWARES = (request_id_middleware, error_middleware, gateway_secret_middleware)

@@ -117,7 +117,7 @@ class Exchange(TraceContext):
         # default back through the instance (measured under callgrind).
         self.request_id = request_id
         self.start = start
-        self.consumer: Consumer | None = None  # set by client_key_middleware
+        self.consumer: Consumer | None = None  # set by front_middleware's key check
         self.stats: RouteStats | None = None  # set by the proxy once the route is known
         self.target: Target | None = None  # the last target tried
         self.attempts = 0
