@@ -169,8 +169,7 @@ def gateway_middlewares(app: web.Application) -> tuple[Middleware, Middleware]:
         request[EXCHANGE_KEY] = exchange
         request_id = exchange.request_id
         try:
-            gate.check(request)
-            gate.enter()
+            gate.enter(request)
             try:
                 response = await handler(request)
             finally:
