@@ -173,8 +173,7 @@ def gateway_middleware(app: web.Application) -> Middleware:
         request[EXCHANGE_KEY] = exchange
         request_id = exchange.request_id
         try:
-            gate.check(request)
-            gate.enter()
+            gate.enter(request)
             try:
                 if not is_open(request):
                     exchange.consumer = consumer_of(request)

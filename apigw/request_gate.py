@@ -93,8 +93,10 @@ class RequestGate:
         # lookup instead of a regex match per request. Bounded (_HOSTS_KEPT).
         self._hosts: set[str] = set()
 
-    def check(self, request: web.BaseRequest) -> None:
-        """Raise a `ProblemError` (which closes the connection) for a head the gateway refuses."""
+    def enter(self, request: web.BaseRequest) -> None:
+        """Count the request in flight (`leave()` takes it back), or raise a `ProblemError`
+        (which closes the connection): for a head the gateway refuses, then with a 503 when
+        at the in-flight cap. One call for both: it runs on every request."""
         # The head as aiohttp's parser made it, read field by field in C: each of
         # request.version, .method, .raw_path, .raw_headers and .headers is a cached-property
         # lookup (or a call) for the same value. Reaches into aiohttp:
@@ -156,6 +158,15 @@ class RequestGate:
         length = headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and int(length) > _MAX_CONTENT_LENGTH:
             raise ProblemError(400, "The Content-Length is not a valid length.", close=True)
+        if self.in_flight >= self.max_in_flight:
+            raise ProblemError(
+                503,
+                "The gateway is at capacity; retry shortly.",
+                headers=_RETRY_AFTER,
+                close=True,
+                reason="overloaded",
+            )
+        self.in_flight += 1
 
     def _check_fields(self, fields: RawHeaders) -> None:
         """The header fields one by one, for a head the joined check could not clear."""
@@ -198,18 +209,6 @@ class RequestGate:
                         400, "A header value is not valid UTF-8.", close=True
                     ) from None
         return total
-
-    def enter(self) -> None:
-        """Count one more request in flight, or refuse it with a 503 when at the cap."""
-        if self.in_flight >= self.max_in_flight:
-            raise ProblemError(
-                503,
-                "The gateway is at capacity; retry shortly.",
-                headers=_RETRY_AFTER,
-                close=True,
-                reason="overloaded",
-            )
-        self.in_flight += 1
 
     def leave(self) -> None:
         self.in_flight -= 1

@@ -14,6 +14,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
+from math import trunc
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -225,10 +226,11 @@ class Observer:
             record["upstream"] = None if target is None else target.base
             record["upstream_status"] = upstream_status
             record["attempts"] = exchange.attempts
-            # Microsecond precision, as a number of milliseconds (cheaper than round()).
-            record["duration_ms"] = int(duration * 1_000_000) / 1000
+            # Microsecond precision, as a number of milliseconds: trunc() is int() of a float
+            # without the call of a type, and both cost less than round().
+            record["duration_ms"] = trunc(duration * 1_000_000) / 1000
             record["upstream_ms"] = (
-                None if upstream_s is None else int(upstream_s * 1_000_000) / 1000
+                None if upstream_s is None else trunc(upstream_s * 1_000_000) / 1000
             )
             record["client_ip"] = request.remote
             user_agent = request.headers.get(hdrs.USER_AGENT, "")[:MAX_USER_AGENT]
