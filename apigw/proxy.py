@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import HttpVersion11, hdrs, web
 from multidict import CIMultiDict
 
+from apigw.answer import WholeAnswer
 from apigw.bodies import RequestBody
 from apigw.client import UpstreamCall, make_session
 from apigw.config import GatewaySettings
@@ -353,14 +354,13 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError, OSError):
             chunk = b""  # the read below raises it again, once the answer has started
         if content.at_eof() and (deadline is None or monotonic() <= deadline):
-            # The whole body is here: aiohttp sends status line, headers and body in one
-            # write, where a streamed answer takes one for the head and one per chunk.
+            # The whole body is here: status line, headers and body leave in one write
+            # (apigw/answer.py), where a streamed answer takes one for the head and one per
+            # chunk.
             size = len(chunk)
             stats.bytes_out += size
             exchange.bytes_out += size
-            whole = web.Response(
-                status=upstream.status, reason=upstream.reason, headers=headers, body=chunk
-            )
+            whole = WholeAnswer(upstream.status, upstream.reason, headers, chunk)
             if self.draining:
                 whole.force_close()
             return whole

@@ -1,0 +1,86 @@
+"""An upstream answer whose whole body came with its head, relayed in one write.
+
+Most answers of an API are small: by the time the upstream's head is parsed, the body is in
+too. aiohttp's `web.Response` would send it in one write as well, but on the way it runs
+through every case a response can be (text bodies, charsets, payload objects, cookies,
+compression, chunking) in about 80 lines of Python per request. `WholeAnswer` is a
+`web.StreamResponse` that frames exactly what `web.Response(status=, reason=, headers=,
+body=)` frames for such an answer (Content-Length, the default Content-Type, Date,
+Connection, no body where none may be sent) and then uses the connection's own writer: the
+status line, headers and body leave in one write. It reaches into aiohttp's response
+internals; tests/gateway/test_answer.py compares it with `web.Response` byte for byte across
+methods, statuses, bodies, HTTP versions and keep-alive, and fails if an upgrade changes
+either.
+"""
+
+from __future__ import annotations
+
+from aiohttp import HttpVersion10, HttpVersion11, hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
+from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict
+
+
+class WholeAnswer(web.StreamResponse):
+    """`web.Response(status=status, reason=reason, headers=headers, body=body)` for an
+    upstream's answer: `body` is all of it (so a Content-Length among `headers` is its
+    length), `headers` hold no Transfer-Encoding (hop-by-hop, dropped) and become the
+    response's own, uncopied."""
+
+    def __init__(
+        self, status: int, reason: str | None, headers: CIMultiDict[str], body: bytes
+    ) -> None:
+        super().__init__(status=status, reason=reason, _real_headers=headers)
+        self._whole = body
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._eof_sent:
+            return None
+        method = request.method
+        status = self._status
+        headers = self._headers
+        body = self._whole
+        # Framed as web.Response frames it: the upstream's Content-Length stays (a HEAD's
+        # tells the length of the GET), else the body's, except an empty one on a 304 or a
+        # HEAD; none where no body may be; the default Content-Type on a non-empty body.
+        if hdrs.CONTENT_LENGTH in headers:
+            if should_remove_content_length(method, status):
+                del headers[hdrs.CONTENT_LENGTH]
+        elif body or (status != 304 and method != hdrs.METH_HEAD):
+            headers[hdrs.CONTENT_LENGTH] = str(len(body))
+        if must_be_empty_body(method, status):
+            self._must_be_empty_body = True
+            body = b""
+            if should_remove_content_length(method, status):
+                headers.popall(hdrs.CONTENT_LENGTH, None)
+            headers.popall(hdrs.TRANSFER_ENCODING, None)
+        else:
+            self._must_be_empty_body = False
+            if body:
+                headers.setdefault(hdrs.CONTENT_TYPE, "application/octet-stream")
+        if hdrs.DATE not in headers:
+            headers[hdrs.DATE] = rfc822_formatted_time()
+        headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)
+        keep_alive = self._keep_alive
+        if keep_alive is None:
+            keep_alive = self._keep_alive = request.keep_alive
+        version = request.version
+        if hdrs.CONNECTION not in headers:
+            if keep_alive:
+                if version == HttpVersion10:
+                    headers[hdrs.CONNECTION] = "keep-alive"
+            elif version == HttpVersion11:
+                headers[hdrs.CONNECTION] = "close"
+        self._req = request
+        await request._prepare_hook(self)
+        writer = request._payload_writer
+        await writer.write_headers(
+            f"HTTP/{version[0]}.{version[1]} {status} {self._reason}", headers
+        )
+        # The head is buffered by the writer: it leaves with the body, in one write.
+        await writer.write_eof(body)
+        self._eof_sent = True
+        self._req = None
+        self._body_length = writer.output_size
+        return None
