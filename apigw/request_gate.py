@@ -100,7 +100,7 @@ class RequestGate:
         # The head as aiohttp's parser made it, read field by field in C: each of
         # request.version, .method, .raw_path, .raw_headers and .headers is a cached-property
         # lookup (or a call) for the same value. Reaches into aiohttp:
-        # tests/gateway/test_aiohttp_internals.py fails if they ever differ.
+        # tests/gateway/test_request_gate_internals.py fails if they ever differ.
         message = request._message
         version = message.version
         if version != HttpVersion11 and version != HttpVersion10:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from math import ceil
+from math import ceil, floor
 from typing import NoReturn
 
 from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
@@ -57,8 +57,9 @@ class LocalStore:
                     self._take_back(consumer, limits, policy)
                     self._refuse(consumer, limits, now)
                 slot[0] = now + ahead
-                # Requests still possible now (truncation is floor: the operand is >= 0).
-                remaining = int((policy.tolerance - ahead) / policy.interval)
+                # Requests still possible now, rounded down (math.floor: a C call, where int() goes
+                # through the type machinery).
+                remaining = floor((policy.tolerance - ahead) / policy.interval)
                 if best_r < 0 or remaining <= best_r:
                     wait = ahead - (policy.burst - remaining - 1) * policy.interval
                     if best_r < 0 or remaining < best_r or wait > best_wait:
