@@ -8,7 +8,7 @@ import contextlib
 import inspect
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,15 @@ from apigw.client import (
 from apigw.config.process import PoolSettings
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
+TIMEOUTS = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """The gateway's pooled session, as make_session() builds it."""
+    made = make_session(PoolSettings())
+    yield made
+    await made.close()
 
 
 def test_client_request_still_builds_auto_headers_through_the_overridden_method() -> None:
@@ -160,7 +169,9 @@ def test_upstream_call_does_what_session_request_does_for_the_proxy() -> None:
     }
 
 
-async def test_upstream_call_sends_the_bytes_session_request_sends() -> None:
+async def test_upstream_call_sends_the_bytes_session_request_sends(
+    session: aiohttp.ClientSession,
+) -> None:
     heads: list[bytes] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -178,9 +189,7 @@ async def test_upstream_call_sends_the_bytes_session_request_sends() -> None:
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    session = make_session(PoolSettings())
     call = UpstreamCall(session)
-    timeouts = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
     cases = [("GET", None), ("POST", b"body"), ("DELETE", None), ("HEAD", None)]
     got: list[tuple[int, str, list[tuple[str, str]], bytes]] = []
     try:
@@ -194,7 +203,7 @@ async def test_upstream_call_sends_the_bytes_session_request_sends() -> None:
                         method, url, headers=headers, data=data, allow_redirects=False
                     )
                 else:
-                    resp = await call(method, base, path, headers, data, timeouts)
+                    resp = await call(method, base, path, headers, data, TIMEOUTS)
                 try:
                     got.append(
                         (
@@ -207,7 +216,6 @@ async def test_upstream_call_sends_the_bytes_session_request_sends() -> None:
                 finally:
                     resp.release()
     finally:
-        await session.close()
         server.close()
         await server.wait_closed()
     assert len(heads) == 2 * len(cases)
@@ -219,7 +227,9 @@ async def test_upstream_call_sends_the_bytes_session_request_sends() -> None:
     assert got[-1][3] == b""  # HEAD: no body read
 
 
-async def test_upstream_call_resends_an_idempotent_request_once_on_a_stale_connection() -> None:
+async def test_upstream_call_resends_an_idempotent_request_once_on_a_stale_connection(
+    session: aiohttp.ClientSession,
+) -> None:
     served: list[bytes] = []
 
     async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -232,43 +242,38 @@ async def test_upstream_call_resends_an_idempotent_request_once_on_a_stale_conne
 
     server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    session = make_session(PoolSettings())
     call = UpstreamCall(session)
-    timeouts = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
     base = f"http://127.0.0.1:{port}"
     try:
         for method in ("GET", "GET", "DELETE"):
-            resp = await call(method, base, "/x", CIMultiDict(), None, timeouts)
+            resp = await call(method, base, "/x", CIMultiDict(), None, TIMEOUTS)
             await resp.read()
             resp.release()
             assert resp.status == 200
         # A POST on the same stale pooled connection is not sent again here; the proxy's
         # own retry rules (apigw/retries.py) decide.
-        resp = await call("GET", base, "/x", CIMultiDict(), None, timeouts)
+        resp = await call("GET", base, "/x", CIMultiDict(), None, TIMEOUTS)
         resp.release()
         with pytest.raises(aiohttp.ServerDisconnectedError):
-            await call("POST", base, "/x", CIMultiDict(), None, timeouts)
+            await call("POST", base, "/x", CIMultiDict(), None, TIMEOUTS)
     finally:
-        await session.close()
         server.close()
         await server.wait_closed()
     assert len(served) == 4
 
 
-async def test_upstream_call_names_a_refused_connection_and_a_connect_timeout() -> None:
-    session = make_session(PoolSettings())
+async def test_upstream_call_names_a_refused_connection_and_a_closed_session(
+    session: aiohttp.ClientSession,
+) -> None:
     call = UpstreamCall(session)
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    timeouts = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
-    try:
-        with pytest.raises(aiohttp.ClientConnectorError):
-            await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, timeouts)
-    finally:
-        await session.close()
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, TIMEOUTS)
+    await session.close()
     with pytest.raises(RuntimeError, match="closed"):
-        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, timeouts)
+        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, TIMEOUTS)
 
 
 async def test_a_bodiless_request_is_what_aiohttp_builds() -> None:
