@@ -44,21 +44,18 @@ class WholeAnswer(web.StreamResponse):
         # Framed as web.Response frames it: the upstream's Content-Length stays (a HEAD's
         # tells the length of the GET), else the body's, except an empty one on a 304 or a
         # HEAD; none where no body may be; the default Content-Type on a non-empty body.
-        if hdrs.CONTENT_LENGTH in headers:
-            if should_remove_content_length(method, status):
-                del headers[hdrs.CONTENT_LENGTH]
-        elif body or (status != 304 and method != hdrs.METH_HEAD):
+        if hdrs.CONTENT_LENGTH not in headers and (
+            body or (status != 304 and method != hdrs.METH_HEAD)
+        ):
             headers[hdrs.CONTENT_LENGTH] = str(len(body))
-        if must_be_empty_body(method, status):
-            self._must_be_empty_body = True
+        empty = self._must_be_empty_body = must_be_empty_body(method, status)
+        if empty:
             body = b""
             if should_remove_content_length(method, status):
                 headers.popall(hdrs.CONTENT_LENGTH, None)
             headers.popall(hdrs.TRANSFER_ENCODING, None)
-        else:
-            self._must_be_empty_body = False
-            if body:
-                headers.setdefault(hdrs.CONTENT_TYPE, "application/octet-stream")
+        elif body:
+            headers.setdefault(hdrs.CONTENT_TYPE, "application/octet-stream")
         if hdrs.DATE not in headers:
             headers[hdrs.DATE] = rfc822_formatted_time()
         headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)
