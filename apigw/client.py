@@ -204,7 +204,10 @@ class UpstreamCall:
         url = URL(base + path, encoded=True)
         retry_stale = body is None and method in _IDEMPOTENT
         while True:
-            key = self.pool_keys.get(base) or self._pool_key(base, url)
+            try:
+                key = self.pool_keys[base]
+            except KeyError:
+                key = self._pool_key(base, url)
             if (
                 key is not None
                 and body is None
