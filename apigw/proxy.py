@@ -363,6 +363,10 @@ class Proxy:
             whole = WholeAnswer(upstream.status, upstream.reason, headers, chunk)
             if self.draining:
                 whole.force_close()
+            # Sent now rather than by aiohttp once the handler and the middleware are done:
+            # the client has its answer while the connection goes back to the pool and the
+            # metrics and the access log line are written.
+            await whole.prepare(request)
             return whole
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers

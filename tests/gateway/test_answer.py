@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,9 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from apigw.answer import WholeAnswer
+from apigw.shared.appkeys import OBSERVER_KEY
+from tests.support import KEY
+from tests.support.apps import Client
 from tests.support.wire import exchange, request
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -129,3 +133,25 @@ async def test_a_prepared_whole_answer_is_sent_once(aiohttp_server: ServerFactor
     assert seen.raw.count(b"HTTP/1.1 200") == 1
     assert seen.reply.body == b"once"
     assert seen.reply.headers["Content-Type"] == "application/octet-stream"
+
+
+async def test_a_small_answer_leaves_before_the_gateway_records_it(
+    gateway: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The metrics and the access log line are written while the client reads its answer,
+    # not before it leaves: at one request at a time, that is the gap between two requests.
+    observer = gateway.app[OBSERVER_KEY]
+    finish = observer.finish
+    sent_when_recorded: list[int] = []
+
+    def recording(request: web.Request, *args: Any) -> None:
+        sent_when_recorded.append(request.writer.output_size)
+        finish(request, *args)
+
+    monkeypatch.setattr(observer, "finish", recording)
+    resp = await gateway.get("/users/1", headers=KEY)
+    body = await resp.read()
+    assert resp.status == 200
+    assert body
+    (sent,) = sent_when_recorded
+    assert sent > len(body)  # the status line, the headers and the body
