@@ -15,6 +15,7 @@ import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from math import trunc
+from os import urandom
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -156,8 +157,12 @@ class Observer:
 
     def begin(self, request: web.Request) -> Exchange:
         headers = request.headers
-        exchange = Exchange(request_id_from(headers.get(REQUEST_ID_HEADER)), perf_counter())
-        start_trace(exchange, headers)
+        # The trace id, the span id and the request id from one draw: 32, 16 and 32 hex digits.
+        ids = urandom(40).hex()
+        exchange = Exchange(
+            request_id_from(headers.get(REQUEST_ID_HEADER), ids[48:]), perf_counter()
+        )
+        start_trace(exchange, headers, ids)
         if self.otel is not None:
             self.otel.start_server(exchange, request)
         return exchange

@@ -76,11 +76,12 @@ _DROP_FROM_UPSTREAM_NAMES = CIMultiDictProxy(
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def request_id_from(client_value: str | None) -> str:
-    """The client's X-Request-ID when it is sane (1-128 of [A-Za-z0-9._:-]), else a new one."""
+def request_id_from(client_value: str | None, fresh: str | None = None) -> str:
+    """The client's X-Request-ID when it is sane (1-128 of [A-Za-z0-9._:-]), else a new one:
+    `fresh` (random hex drawn by the caller) when given."""
     if client_value is not None and _REQUEST_ID.fullmatch(client_value) is not None:
         return client_value
-    return os.urandom(16).hex()
+    return os.urandom(16).hex() if fresh is None else fresh
 
 
 def tokens(values: Iterable[str]) -> list[str]:

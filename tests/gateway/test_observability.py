@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,22 @@ async def test_a_missing_or_invalid_traceparent_starts_a_new_trace(
     assert parsed[0] != TRACE_ID
     # A restarted trace drops the old tracestate with it.
     assert "tracestate" not in sent
+
+
+async def test_each_request_gets_its_own_request_trace_and_span_ids(
+    observed: TestClient[Any, Any], echo_upstream: Upstream
+) -> None:
+    # They are cut from one random draw per request: no id may repeat another's digits.
+    seen: list[str] = []
+    for headers in (KEY, KEY, {**KEY, "traceparent": VALID}):
+        resp = await observed.get("/users/1", headers=headers)
+        assert resp.status == 200
+        _, trace_id, span_id, _ = echo_upstream.seen[-1].headers["traceparent"].split("-")
+        request_id = resp.headers["X-Request-ID"]
+        assert re.fullmatch("[0-9a-f]{32}", request_id)
+        seen += [request_id, span_id] if trace_id == TRACE_ID else [request_id, trace_id, span_id]
+    assert len(seen) == 8
+    assert all(a not in b for a in seen for b in seen if a is not b)
 
 
 async def test_two_traceparent_headers_start_a_new_trace(
