@@ -16,6 +16,8 @@ from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field
 
 # Float sums of intervals (0.1 + 0.1 + ...) must not refuse the last request of a burst.
 _EPSILON = 1e-9
+# More requests left than any policy can have: the first policy checked is the closest yet.
+_NONE_YET = 2**63
 
 
 class LocalStore:
@@ -39,11 +41,9 @@ class LocalStore:
         already charged (the rare path pays for the undo, not the common one)."""
         now = self._clock()
         state = self._state
-        mine = state.get(consumer)
-        if mine is None:
-            mine = state[consumer] = {}
+        mine = state.get(consumer) or state.setdefault(consumer, {})
         # The policy closest to running out: fewest requests left, then the longer wait.
-        best_name, best_r, best_wait = "", -1, 0.0
+        best_name, best_r, best_wait = "", _NONE_YET, 0.0
         for policy in limits.policies:
             slots = state.setdefault(policy.scope, {}) if policy.scope else mine
             slot = slots.get(policy.name)
@@ -60,9 +60,9 @@ class LocalStore:
                 # Requests still possible now, rounded down (math.floor: a C call, where int() goes
                 # through the type machinery).
                 remaining = floor((policy.tolerance - ahead) / policy.interval)
-                if best_r < 0 or remaining <= best_r:
+                if remaining <= best_r:
                     wait = ahead - (policy.burst - remaining - 1) * policy.interval
-                    if best_r < 0 or remaining < best_r or wait > best_wait:
+                    if remaining < best_r or wait > best_wait:
                         best_name, best_r, best_wait = policy.name, remaining, wait
             else:
                 # [end of the counted period, count]: a new period starts a new count.
@@ -74,9 +74,9 @@ class LocalStore:
                     self._refuse(consumer, limits, now)
                 slot[1] = used + 1
                 remaining = policy.limit - int(used) - 1
-                if best_r < 0 or remaining <= best_r:
+                if remaining <= best_r:
                     wait = slot[0] - now
-                    if best_r < 0 or remaining < best_r or wait > best_wait:
+                    if remaining < best_r or wait > best_wait:
                         best_name, best_r, best_wait = policy.name, remaining, wait
         field = limits.field if now < limits.field_until else limits.policy_field(now)
         # Whole seconds, rounded up.
