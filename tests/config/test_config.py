@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,34 @@ def test_yaml_error_names_file_and_line(tmp_path: Path) -> None:
         load_gateway_settings(path, {})
     assert str(path) in str(info.value)
     assert "line" in str(info.value)
+
+
+def test_a_worker_keeps_no_yaml_parser_once_its_config_is_read(tmp_path: Path) -> None:
+    # PyYAML (about 1 MB a worker) is needed only while a config is read: at start-up and on
+    # each reload, a bad file included. A fresh interpreter: this one imported PyYAML itself.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routes: [\n")
+    script = f"""
+import sys
+import gateway
+from apigw.config import ConfigError, load_gateway_settings
+
+before = "yaml" in sys.modules
+for _ in range(2):
+    settings = load_gateway_settings("gateway.yaml", {{}})
+try:
+    load_gateway_settings({str(bad)!r}, {{}})
+except ConfigError as exc:
+    error = str(exc)
+left = sorted(m for m in sys.modules if m == "yaml" or m.startswith(("yaml.", "_yaml")))
+print(before, [r.prefix for r in settings.routes], "line" in error, left)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.stdout.split("\n")[0] == "False ['/users', '/orders'] True []", done.stderr
