@@ -40,7 +40,6 @@ from apigw.shared.headers import (
     upstream_request_headers,
 )
 from apigw.streaming.streams import relay_stream
-from apigw.streaming.upgrade import tunnel_websocket
 from apigw.streaming.websocket import is_websocket_upgrade
 from apigw.upstreams import Target, UpstreamPool
 
@@ -153,6 +152,10 @@ class Proxy:
             )
             if hdrs.UPGRADE in request.headers and is_websocket_upgrade(request.headers):
                 if pool.route.websocket.enabled:
+                    # Loaded by the first WebSocket: a worker that never sees one does not
+                    # carry the tunnel's code.
+                    from apigw.streaming.upgrade import tunnel_websocket
+
                     registry = request.app[LONG_LIVED_KEY]
                     return await tunnel_websocket(request, pool, headers, registry, state.server)
                 if request.get(KEY_IN_PROTOCOL_KEY):

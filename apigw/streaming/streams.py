@@ -25,11 +25,11 @@ from apigw.shared.appkeys import (
     REQUEST_GATE_KEY,
 )
 from apigw.shared.errors import ProblemError, abort_connection
-from apigw.streaming.tunnel import Tunnel
 from apigw.upstreams import Target, UpstreamPool
 
 if TYPE_CHECKING:
     from apigw.request_gate import RequestGate
+    from apigw.streaming.tunnel import Tunnel
 
 log = logging.getLogger("apigw.streams")
 

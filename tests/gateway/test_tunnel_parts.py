@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import random
+import subprocess
+import sys
 
 import pytest
 from aiohttp import client_proto, web_protocol
@@ -14,6 +16,7 @@ from aiohttp.http_writer import StreamWriter
 from apigw.config import ConfigError
 from apigw.streaming.frames import FrameTracker, close_frame
 from apigw.streaming.websocket import accept_for
+from tests.support import ROOT
 from tests.support.apps import make_settings
 from tests.support.ws_client import encode_frame
 
@@ -127,3 +130,40 @@ def test_the_aiohttp_internals_the_tunnel_and_streams_use_are_there() -> None:
     assert isinstance(inspect.getattr_static(handler, "read_timeout"), property)
     assert inspect.getattr_static(handler, "read_timeout").fset is not None
     assert callable(handler.start_timeout)
+
+
+def test_the_tunnel_code_is_loaded_by_the_first_websocket_not_at_start_up() -> None:
+    # A worker that never sees a WebSocket does not carry the tunnel's modules. A fresh
+    # interpreter: this one imported them already.
+    script = """
+import asyncio, sys
+from aiohttp.test_utils import TestClient, TestServer
+from gateway import create_app
+from tests.support import KEY
+from tests.support.apps import make_settings
+
+TUNNEL = ("apigw.streaming.frames", "apigw.streaming.tunnel", "apigw.streaming.upgrade")
+
+async def main():
+    settings = make_settings({"/users": ["http://127.0.0.1:9"]})
+    async with TestClient(TestServer(await create_app(settings))) as client:
+        before = any(m in sys.modules for m in TUNNEL)
+        plain = await client.get("/users/1", headers=KEY)
+        after_plain = any(m in sys.modules for m in TUNNEL)
+        upgrade = await client.get("/users/live", headers={
+            **KEY, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        loaded = all(m in sys.modules for m in TUNNEL)
+        print(before, after_plain, loaded, plain.status, upgrade.status)
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.stdout.split() == ["False", "False", "True", "502", "502"], done.stderr
