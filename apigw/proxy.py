@@ -343,7 +343,9 @@ class Proxy:
         if fields is not None:
             # Added beside the upstream's own RateLimit fields, never over them: an
             # intermediary must not make a policy look more permissive (the draft, 7.2).
-            headers.extend(((RATELIMIT_POLICY_HEADER, fields[0]), (RATELIMIT_HEADER, fields[1])))
+            # Two add()s: cheaper than one extend() with its sequence of pairs.
+            headers.add(RATELIMIT_POLICY_HEADER, fields[0])
+            headers.add(RATELIMIT_HEADER, fields[1])
         if streaming or _is_stream_type(upstream.headers.get(hdrs.CONTENT_TYPE), pool):
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=headers

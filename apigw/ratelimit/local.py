@@ -18,19 +18,24 @@ from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field
 _EPSILON = 1e-9
 # More requests left than any policy can have: the first policy checked is the closest yet.
 _NONE_YET = 2**63
+_ONE_SECOND = 1.0 + _EPSILON
+_MAX_FIELDS = 4096
 
 
 class LocalStore:
     """Counters by subject (a consumer name, or a route prefix for a route's shared rate) and
     policy name, so they survive a reload and follow a consumer across its keys."""
 
-    __slots__ = ("_calendar", "_clock", "_state")
+    __slots__ = ("_calendar", "_clock", "_fields", "_state")
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._calendar = Calendar()
         # GCRA: [theoretical arrival time]; quota: [end of the counted period, count].
         self._state: dict[str, dict[str, list[float]]] = {}
+        # RateLimit field texts by (policy, r, t): a steady client sees the same few again and
+        # again, and formatting two numbers costs more than the rest of admit() together.
+        self._fields: dict[tuple[str, int, int], str] = {}
 
     def admit(self, consumer: str, limits: Limits) -> tuple[str, str]:
         """Charge one request, or raise the 429 without charging anything.
@@ -79,8 +84,19 @@ class LocalStore:
                     if remaining < best_r or wait > best_wait:
                         best_name, best_r, best_wait = policy.name, remaining, wait
         field = limits.field if now < limits.field_until else limits.policy_field(now)
-        # Whole seconds, rounded up.
-        return field, f'"{best_name}";r={best_r};t={ceil(best_wait - _EPSILON)}'
+        # Whole seconds, rounded up: 1 for a rate's next request within the second (the usual
+        # answer, found without the ceil() call).
+        key = (
+            best_name,
+            best_r,
+            1 if _EPSILON < best_wait <= _ONE_SECOND else ceil(best_wait - _EPSILON),
+        )
+        text = self._fields.get(key)
+        if text is None:
+            if len(self._fields) >= _MAX_FIELDS:
+                self._fields.clear()
+            text = self._fields[key] = f'"{best_name}";r={best_r};t={key[2]}'
+        return field, text
 
     def _take_back(self, consumer: str, limits: Limits, refused: Policy) -> None:
         """Undo what admit charged for the policies before `refused`: a GCRA's arrival time

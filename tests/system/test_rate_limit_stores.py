@@ -17,7 +17,7 @@ import redis
 import redis.asyncio
 
 from apigw.config.plans import Rate
-from apigw.ratelimit.local import LocalStore
+from apigw.ratelimit.local import _MAX_FIELDS, LocalStore
 from apigw.ratelimit.policies import (
     GCRA,
     QUOTA,
@@ -131,6 +131,16 @@ def test_a_burst_then_the_sustained_rate(admit: Admit, clock: Clock) -> None:
     clock.now += 0.1
     assert admit("alice", limits)[1] == '"burst";r=0;t=1'
     refused(admit, "alice", limits)
+
+
+def test_local_field_texts_stay_exact_past_the_bound_of_their_cache(clock: Clock) -> None:
+    # The local store keeps the RateLimit texts it formatted, at most _MAX_FIELDS of them:
+    # a quota counting down makes a new one per request, and each is still exact.
+    store = LocalStore(clock)
+    limits = Limits((quota(10_000, "day"),))
+    for used in range(_MAX_FIELDS + 100):
+        assert store.admit("alice", limits)[1] == f'"q";r={10_000 - used - 1};t=43200'
+    assert len(store._fields) <= _MAX_FIELDS
 
 
 def test_admitted_over_five_seconds_is_burst_plus_rate_exactly(admit: Admit, clock: Clock) -> None:
