@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from math import ceil, floor
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
 
@@ -31,8 +31,9 @@ class LocalStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._calendar = Calendar()
-        # GCRA: [theoretical arrival time]; quota: [end of the counted period, count].
-        self._state: dict[str, dict[str, list[float]]] = {}
+        # GCRA: [theoretical arrival time]; quota: [end of the counted period, count] (an int:
+        # int() on it would cost the request more than the rest of its quota check).
+        self._state: dict[str, dict[str, list[Any]]] = {}
         # RateLimit field texts by (policy, r, t): a steady client sees the same few again and
         # again, and formatting two numbers costs more than the rest of admit() together.
         self._fields: dict[tuple[str, int, int], str] = {}
@@ -78,7 +79,7 @@ class LocalStore:
                     self._take_back(consumer, limits, policy)
                     self._refuse(consumer, limits, now)
                 slot[1] = used + 1
-                remaining = policy.limit - int(used) - 1
+                remaining = policy.limit - used - 1
                 if remaining <= best_r:
                     wait = slot[0] - now
                     if remaining < best_r or wait > best_wait:
