@@ -4,7 +4,7 @@ The gateway is a participant: the backend gets the same trace id with the gatewa
 as its parent. An invalid or missing `traceparent` starts a new trace, and its `tracestate` is
 dropped with it (the W3C rule). Ids come from `os.urandom` as hex (formatting a
 `random.getrandbits` number as hex costs twice as much); nothing to reseed after a fork. A
-request's ids are cut from one draw made for it (`Observer.begin`): one system call, not three.
+request's ids are cut from one draw made for it (`Observer.begin`): one system call, not two.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from apigw.config import (
 from apigw.config.consumers import DEMO_KEY_DIGEST
 from apigw.keys import Keyring
 from tests.support import DEMO_KEY, ROOT, TEST_SECRET
+from tests.support.processes import fresh_interpreter
 
 DEMO_DIGEST = DEMO_KEY_DIGEST.hex()
 
@@ -208,12 +207,5 @@ except ConfigError as exc:
 left = sorted(m for m in sys.modules if m == "yaml" or m.startswith(("yaml.", "_yaml")))
 print(before, [r.prefix for r in settings.routes], "line" in error, left)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
+    done = fresh_interpreter(script)
     assert done.stdout.split("\n")[0] == "False ['/users', '/orders'] True []", done.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import inspect
 import random
-import subprocess
-import sys
 
 import pytest
 from aiohttp import client_proto, web_protocol
@@ -16,8 +14,8 @@ from aiohttp.http_writer import StreamWriter
 from apigw.config import ConfigError
 from apigw.streaming.frames import FrameTracker, close_frame
 from apigw.streaming.websocket import accept_for
-from tests.support import ROOT
 from tests.support.apps import make_settings
+from tests.support.processes import fresh_interpreter
 from tests.support.ws_client import encode_frame
 
 
@@ -158,12 +156,5 @@ async def main():
 
 asyncio.run(main())
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
+    done = fresh_interpreter(script)
     assert done.stdout.split() == ["False", "False", "True", "502", "502"], done.stderr

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import fastjsonschema
@@ -16,6 +13,7 @@ from aiohttp_swagger3 import swagger as swagger_module
 from openapi_spec_validator import validate
 
 from apigw.openapi.swagger import setup_docs
+from tests.support.processes import fresh_interpreter
 
 
 async def test_docs_redirects_and_serves_the_bundled_ui(gateway: TestClient[Any, Any]) -> None:
@@ -88,12 +86,5 @@ async def main():
 
 asyncio.run(main())
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-        check=False,
-    )
+    done = fresh_interpreter(script)
     assert done.stdout.split() == ["False", "True", "200", "200"], done.stderr

@@ -26,6 +26,19 @@ WORKER_READY = "serving the gateway"  # logged by each gunicorn worker (apigw.gu
 SERVICES = {"users": "users_service.py", "orders": "order_service.py"}
 
 
+def fresh_interpreter(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by a new Python in the repository root: what a worker imports at start-up,
+    which this test process (having imported everything already) cannot show."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
