@@ -37,7 +37,7 @@ _SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HE
 
 # The session's response-parsing limits, given to it and to UpstreamCall alike (aiohttp's
 # defaults, written out so the two cannot drift apart).
-READ_BUFSIZE = 2**16
+READ_BUFSIZE = 2**18
 MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 8190
 MAX_HEADERS = 128
