@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from asyncio import sleep
 from collections.abc import AsyncIterator, Awaitable
 from time import monotonic, perf_counter
 
@@ -46,6 +47,8 @@ from apigw.upstreams import Target, UpstreamPool
 log = logging.getLogger("apigw.proxy")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A chunk this large means a body streaming in as fast as the upstream can send it.
+_LARGE_CHUNK = 2**16
 NO_ROUTE = "No route matches this path."
 
 
@@ -401,6 +404,12 @@ class Proxy:
                         return response
                     if not chunk:
                         break
+                    if len(chunk) >= _LARGE_CHUNK:
+                        # One turn of the loop before a large chunk is written: the upstream
+                        # socket is read meanwhile, so the upstream keeps sending while the
+                        # client is written to. Writing at once, a 1 GiB download ran at about
+                        # 450 MB/s instead of 1,000 (docs/notes/issue-12-performance.md).
+                        await sleep(0)
                 if deadline is not None and monotonic() > deadline:
                     log.warning(
                         "request %s took longer than its total timeout; aborting the client",
