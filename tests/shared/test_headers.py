@@ -8,56 +8,51 @@ from apigw.shared.headers import downstream_response_headers, upstream_request_h
 from tests.support import DEMO_KEY, TEST_SECRET
 
 
-def test_header_functions_strip_before_adding() -> None:
-    incoming = CIMultiDictProxy(
-        CIMultiDict(
-            [
-                ("Connection", "x-gateway-secret, X-Request-ID"),
-                ("x-gateway-secret", "forged"),
-                ("x-api-key", DEMO_KEY),
-                ("X-Keep", "1"),
-            ]
-        )
-    )
-    out = upstream_request_headers(
+def headers_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    """Headers as aiohttp hands them over: read-only, case-insensitive, repeats kept."""
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+def to_upstream(incoming: CIMultiDictProxy[str], scheme: str) -> CIMultiDict[str]:
+    """What the demo consumer's request from 10.0.0.1, id "rid", sends its backend."""
+    return upstream_request_headers(
         incoming,
         secret=TEST_SECRET,
         consumer="demo",
         request_id="rid",
         client_ip="10.0.0.1",
-        scheme="https",
+        scheme=scheme,
     )
+
+
+def test_header_functions_strip_before_adding() -> None:
+    incoming = headers_of(
+        ("Connection", "x-gateway-secret, X-Request-ID"),
+        ("x-gateway-secret", "forged"),
+        ("x-api-key", DEMO_KEY),
+        ("X-Keep", "1"),
+    )
+    out = to_upstream(incoming, "https")
     assert out.getall("x-gateway-secret") == [TEST_SECRET]
     assert "x-api-key" not in out
     assert out["X-Keep"] == "1"
     back = downstream_response_headers(
-        CIMultiDictProxy(CIMultiDict([("Set-Cookie", "a"), ("Set-Cookie", "b")])), "rid", "apigw"
+        headers_of(("Set-Cookie", "a"), ("Set-Cookie", "b")), "rid", "apigw"
     )
     assert back.getall("Set-Cookie") == ["a", "b"]
 
 
 def test_headers_sent_twice_in_any_case_are_all_dropped_and_the_rest_kept_in_order() -> None:
-    incoming = CIMultiDictProxy(
-        CIMultiDict(
-            [
-                ("Host", "gw.example"),
-                ("Accept", "a"),
-                ("x-api-key", DEMO_KEY),
-                ("X-API-KEY", DEMO_KEY),
-                ("X-Forwarded-For", "6.6.6.6"),
-                ("accept", "b"),
-                ("x-forwarded-for", "7.7.7.7"),
-            ]
-        )
+    incoming = headers_of(
+        ("Host", "gw.example"),
+        ("Accept", "a"),
+        ("x-api-key", DEMO_KEY),
+        ("X-API-KEY", DEMO_KEY),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("accept", "b"),
+        ("x-forwarded-for", "7.7.7.7"),
     )
-    out = upstream_request_headers(
-        incoming,
-        secret=TEST_SECRET,
-        consumer="demo",
-        request_id="rid",
-        client_ip="10.0.0.1",
-        scheme="http",
-    )
+    out = to_upstream(incoming, "http")
     assert list(out.items()) == [
         ("Accept", "a"),
         ("accept", "b"),
@@ -68,10 +63,8 @@ def test_headers_sent_twice_in_any_case_are_all_dropped_and_the_rest_kept_in_ord
         ("x-consumer-name", "demo"),
         ("x-gateway-secret", TEST_SECRET),
     ]
-    upstream = CIMultiDictProxy(
-        CIMultiDict(
-            [("Server", "a"), ("Set-Cookie", "a"), ("server", "b"), ("X-Request-ID", "theirs")]
-        )
+    upstream = headers_of(
+        ("Server", "a"), ("Set-Cookie", "a"), ("server", "b"), ("X-Request-ID", "theirs")
     )
     back = downstream_response_headers(upstream, "rid", "apigw")
     assert list(back.items()) == [("Set-Cookie", "a"), ("x-request-id", "rid"), ("Server", "apigw")]
