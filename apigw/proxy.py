@@ -343,13 +343,8 @@ class Proxy:
         stats = pool.stats
         exchange.upstream_status = upstream.status
         headers = downstream_response_headers(upstream.headers, request_id, self.state.server)
-        if fields is not None:
-            # Added beside the upstream's own RateLimit fields, never over them: an
-            # intermediary must not make a policy look more permissive (the draft, 7.2).
-            # Two add()s: cheaper than one extend() with its sequence of pairs.
-            headers.add(RATELIMIT_POLICY_HEADER, fields[0])
-            headers.add(RATELIMIT_HEADER, fields[1])
         if streaming or _is_stream_type(upstream.headers.get(hdrs.CONTENT_TYPE), pool):
+            _add_fields(headers, fields)
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=headers
             )
@@ -368,7 +363,7 @@ class Proxy:
             size = len(chunk)
             stats.bytes_out += size
             exchange.bytes_out += size
-            whole = WholeAnswer(upstream.status, upstream.reason, headers, chunk)
+            whole = WholeAnswer(upstream.status, upstream.reason, headers, chunk, fields)
             if self.draining:
                 whole.force_close()
             # Sent now rather than by aiohttp once the handler and the middleware are done:
@@ -376,6 +371,7 @@ class Proxy:
             # metrics and the access log line are written.
             await whole.prepare(request)
             return whole
+        _add_fields(headers, fields)
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
@@ -441,6 +437,15 @@ def _is_stream_type(content_type: str | None, pool: UpstreamPool) -> bool:
         and content_type.lower().startswith(pool.stream_prefixes)
         and content_type.partition(";")[0].strip().lower() in pool.stream_types
     )
+
+
+def _add_fields(headers: CIMultiDict[str], fields: tuple[str, str] | None) -> None:
+    """The gateway's RateLimit fields, beside the upstream's own, never over them: an
+    intermediary must not make a policy look more permissive (the draft, 7.2). A whole
+    answer writes them itself (WholeAnswer)."""
+    if fields is not None:
+        headers.add(RATELIMIT_POLICY_HEADER, fields[0])
+        headers.add(RATELIMIT_HEADER, fields[1])
 
 
 def _all_down(pool: UpstreamPool) -> ProblemError:
