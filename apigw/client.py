@@ -24,12 +24,13 @@ from aiohttp.client_exceptions import ConnectionTimeoutError
 from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.connector import Connection
 from aiohttp.helpers import TimerNoop
-from aiohttp.http_writer import StreamWriter
+from aiohttp.http_writer import StreamWriter, _serialize_headers
 from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
 
 from apigw.config import PoolSettings
+from apigw.shared.headers import line_pairs
 
 # The gateway forwards the client's headers as they are: the session adds none of its own.
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
@@ -69,6 +70,10 @@ class ForwardingRequest(aiohttp.ClientRequest):
 
     # The pool key of a request made by bodiless(); None: aiohttp computes it.
     _pool_key: ConnectionKey | None = None
+    # bodiless(): the gateway's own headers as head lines (apigw/shared/headers.py), written
+    # after the client's: appended to the head aiohttp serializes, or added to the headers
+    # when aiohttp sends the request itself.
+    _lines = ""
 
     @classmethod
     def bodiless(
@@ -76,6 +81,7 @@ class ForwardingRequest(aiohttp.ClientRequest):
         method: str,
         url: URL,
         headers: CIMultiDict[str],
+        lines: str,
         loop: asyncio.AbstractEventLoop,
         session: aiohttp.ClientSession,
         pool_key: ConnectionKey,
@@ -102,17 +108,23 @@ class ForwardingRequest(aiohttp.ClientRequest):
         self._body = None
         self._traces = []
         self._pool_key = pool_key
+        self._lines = lines
         return self
 
     async def send(self, conn: Connection) -> aiohttp.ClientResponse:
         protocol = conn.protocol
         assert protocol is not None
         if self._pool_key is None or protocol.writing_paused:
-            return await super().send(conn)  # not from bodiless(), or a write must wait
+            # Not from bodiless() (its headers hold the lines already), or a write must
+            # wait: aiohttp sends it.
+            self.headers.extend(line_pairs(self._lines))
+            return await super().send(conn)
         # What aiohttp's send() does for a request without a body: the head is written
-        # at once, and the read timeout starts.
+        # at once, and the read timeout starts. The gateway's lines go where the head's
+        # closing blank line was, and it after them.
         writer = StreamWriter(protocol, self.loop)
-        await writer.write_headers(f"{self.method} {self.url.raw_path_qs} HTTP/1.1", self.headers)
+        head = _serialize_headers(f"{self.method} {self.url.raw_path_qs} HTTP/1.1", self.headers)
+        writer._write(head[:-2] + self._lines.encode() + b"\r\n")
         protocol.start_timeout()
         writer.set_eof()
         self.response = aiohttp.ClientResponse(
@@ -177,8 +189,9 @@ def make_session(pool: PoolSettings) -> aiohttp.ClientSession:
 
 class UpstreamCall:
     """`session.request(method, base + path, headers=..., data=..., allow_redirects=False,
-    timeout=...)` for the proxy: the same request on the wire, the same ClientResponse back,
-    the same errors, on the session's own connector."""
+    timeout=...)` for the proxy, the headers being `headers` and then `lines` (the gateway's
+    own, as head lines): the same request on the wire, the same ClientResponse back, the
+    same errors, on the session's own connector."""
 
     __slots__ = ("connector", "loop", "pool_keys", "session")
 
@@ -196,6 +209,7 @@ class UpstreamCall:
         base: str,
         path: str,
         headers: CIMultiDict[str],
+        lines: str,
         body: Any,
         timeouts: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
@@ -216,13 +230,17 @@ class UpstreamCall:
                 and not url.raw_fragment
             ):
                 request = ForwardingRequest.bodiless(
-                    method, url, headers, self.loop, self.session, key
+                    method, url, headers, lines, self.loop, self.session, key
                 )
             else:
+                # Sent by aiohttp: the gateway's lines join the headers, ahead of the framing
+                # headers aiohttp adds for the body.
+                forwarded = headers.copy()
+                forwarded.extend(line_pairs(lines))
                 request = ForwardingRequest(
                     method,
                     url,
-                    headers=headers,
+                    headers=forwarded,
                     data=body,
                     loop=self.loop,
                     timer=_NO_TIMER,

@@ -35,10 +35,11 @@ from apigw.shared.headers import (
     RATELIMIT_HEADER,
     RATELIMIT_POLICY_HEADER,
     REQUEST_ID_HEADER,
-    TRACEPARENT_HEADER,
     downstream_response_headers,
+    line_pairs,
     request_id_from,
     upstream_request_headers,
+    with_traceparent,
 )
 from apigw.streaming.streams import relay_stream
 from apigw.streaming.websocket import is_websocket_upgrade
@@ -142,7 +143,7 @@ class Proxy:
             else:
                 fields = await limiter.admit(consumer.name, policies)
         try:
-            headers = upstream_request_headers(
+            headers, lines = upstream_request_headers(
                 request.headers,
                 secret=state.secret,
                 consumer=consumer.name,
@@ -159,6 +160,7 @@ class Proxy:
                     # carry the tunnel's code.
                     from apigw.streaming.upgrade import tunnel_websocket
 
+                    headers.extend(line_pairs(lines))
                     registry = request.app[LONG_LIVED_KEY]
                     return await tunnel_websocket(request, pool, headers, registry, state.server)
                 if request.get(KEY_IN_PROTOCOL_KEY):
@@ -211,12 +213,12 @@ class Proxy:
             exchange.attempt_start = perf_counter()
             try:
                 upstream = await self._attempt(
-                    request, pool, target, headers, body, exchange, streaming
+                    request, pool, target, headers, lines, body, exchange, streaming
                 )
             except BaseException as exc:
                 target.in_flight -= 1
                 upstream, target = await self._retry(
-                    request, pool, target, headers, body, deadline, exc, exchange, streaming
+                    request, pool, target, headers, lines, body, deadline, exc, exchange, streaming
                 )
             exchange.upstream_s = perf_counter() - exchange.attempt_start
             if exchange.span is not None:
@@ -245,14 +247,18 @@ class Proxy:
         pool: UpstreamPool,
         target: Target,
         headers: CIMultiDict[str],
+        lines: str,
         body: RequestBody | None,
         exchange: Exchange,
         streaming: bool,
     ) -> Awaitable[aiohttp.ClientResponse]:
         if exchange.span is not None:
             # Exporting spans: this attempt has its own, and the backend's parent is it.
-            headers[TRACEPARENT_HEADER] = request.app[OBSERVER_KEY].attempt_started(
-                exchange, request.method, target, request.raw_path
+            lines = with_traceparent(
+                lines,
+                request.app[OBSERVER_KEY].attempt_started(
+                    exchange, request.method, target, request.raw_path
+                ),
             )
         # front_middleware (the request gate) lets only FORWARDED_METHODS through.
         call = self.call
@@ -262,6 +268,7 @@ class Proxy:
             target.base,
             request.raw_path,
             headers,
+            lines,
             body,
             pool.stream_timeout if streaming else pool.timeout,
         )
@@ -272,6 +279,7 @@ class Proxy:
         pool: UpstreamPool,
         target: Target,
         headers: CIMultiDict[str],
+        lines: str,
         body: RequestBody | None,
         deadline: float | None,
         exc: BaseException,
@@ -317,7 +325,7 @@ class Proxy:
             exchange.attempt_start = perf_counter()
             try:
                 upstream = await self._attempt(
-                    request, pool, target, headers, body, exchange, streaming
+                    request, pool, target, headers, lines, body, exchange, streaming
                 )
                 return upstream, target
             except BaseException as again:

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.helpers import TimerNoop
+from aiohttp.http_writer import StreamWriter, _serialize_headers
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -27,9 +28,12 @@ from apigw.client import (
     make_session,
 )
 from apigw.config.process import PoolSettings
+from apigw.shared.headers import line_pairs
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 TIMEOUTS = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=5)
+# The gateway's own headers, as the proxy hands them to the call (apigw/shared/headers.py).
+LINES = "x-request-id: rid\r\nx-gateway-secret: a-secret-of-thirty-two-characters\r\n"
 
 
 @pytest.fixture
@@ -210,11 +214,12 @@ async def test_upstream_call_sends_the_bytes_session_request_sends(
                 base, path = f"http://127.0.0.1:{port}", "/a/b%2Fc?q=1"
                 if how == "session":
                     url = URL(base + path, encoded=True)
+                    headers.extend(line_pairs(LINES))
                     resp = await session.request(
                         method, url, headers=headers, data=data, allow_redirects=False
                     )
                 else:
-                    resp = await call(method, base, path, headers, data, TIMEOUTS)
+                    resp = await call(method, base, path, headers, LINES, data, TIMEOUTS)
                 try:
                     got.append(
                         (
@@ -234,8 +239,51 @@ async def test_upstream_call_sends_the_bytes_session_request_sends(
         assert heads[n] == heads[n + 1], (heads[n], heads[n + 1])
         assert got[n] == got[n + 1]
     assert heads[2].startswith(b"POST /a/b%2Fc?q=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    # The gateway's lines after the client's headers, on a bodiless request and on one
+    # aiohttp sends itself.
+    for head in heads:
+        assert b"X-Twice: 2\r\n" + LINES.encode() in head, head
     assert got[0] == (201, "Made", [("Content-Length", "2"), ("X-Up", "1")], b"ok")
     assert got[-1][3] == b""  # HEAD: no body read
+
+
+async def test_a_bodiless_request_sent_while_writes_are_paused_still_carries_the_lines(
+    session: aiohttp.ClientSession,
+) -> None:
+    # On a pooled connection whose writes are paused, ForwardingRequest.send() leaves a
+    # bodiless request to aiohttp's own send(), which writes only the multidict: the
+    # gateway's lines must be in it.
+    heads: list[bytes] = []
+    paused: list[Any] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                for protocol in paused:
+                    protocol.resume_writing()  # the head is in: let aiohttp's drain finish
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    call = UpstreamCall(session)
+    headers = CIMultiDict([("X-Twice", "1")])
+    try:
+        (await call("GET", base, "/x", headers, LINES, None, TIMEOUTS)).release()
+        connector: Any = session.connector
+        [(pooled, _)] = [conn for conns in connector._conns.values() for conn in conns]
+        pooled.pause_writing()
+        paused.append(pooled)
+        (await call("GET", base, "/x", headers, LINES, None, TIMEOUTS)).release()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert paused[0].writing_paused is False and len(heads) == 2
+    assert heads[0] == heads[1]
+    assert heads[1].endswith(b"X-Twice: 1\r\n" + LINES.encode() + b"\r\n")
 
 
 async def test_upstream_call_resends_an_idempotent_request_once_on_a_stale_connection(
@@ -257,16 +305,16 @@ async def test_upstream_call_resends_an_idempotent_request_once_on_a_stale_conne
     base = f"http://127.0.0.1:{port}"
     try:
         for method in ("GET", "GET", "DELETE"):
-            resp = await call(method, base, "/x", CIMultiDict(), None, TIMEOUTS)
+            resp = await call(method, base, "/x", CIMultiDict(), "", None, TIMEOUTS)
             await resp.read()
             resp.release()
             assert resp.status == 200
         # A POST on the same stale pooled connection is not sent again here; the proxy's
         # own retry rules (apigw/retries.py) decide.
-        resp = await call("GET", base, "/x", CIMultiDict(), None, TIMEOUTS)
+        resp = await call("GET", base, "/x", CIMultiDict(), "", None, TIMEOUTS)
         resp.release()
         with pytest.raises(aiohttp.ServerDisconnectedError):
-            await call("POST", base, "/x", CIMultiDict(), None, TIMEOUTS)
+            await call("POST", base, "/x", CIMultiDict(), "", None, TIMEOUTS)
     finally:
         server.close()
         await server.wait_closed()
@@ -281,10 +329,10 @@ async def test_upstream_call_names_a_refused_connection_and_a_closed_session(
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     with pytest.raises(aiohttp.ClientConnectorError):
-        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, TIMEOUTS)
+        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), "", None, TIMEOUTS)
     await session.close()
     with pytest.raises(RuntimeError, match="closed"):
-        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), None, TIMEOUTS)
+        await call("GET", f"http://127.0.0.1:{port}", "/", CIMultiDict(), "", None, TIMEOUTS)
 
 
 async def test_a_bodiless_request_is_what_aiohttp_builds() -> None:
@@ -300,9 +348,9 @@ async def test_a_bodiless_request_is_what_aiohttp_builds() -> None:
                 method, url, headers=headers, loop=loop, timer=TimerNoop(), session=session
             )
             fast = ForwardingRequest.bodiless(
-                method, url, headers, loop, session, built.connection_key
+                method, url, headers, "", loop, session, built.connection_key
             )
-            assert set(vars(fast)) == set(vars(built)) | {"_pool_key"}
+            assert set(vars(fast)) == set(vars(built)) | {"_pool_key", "_lines"}
             for name, value in vars(built).items():
                 if name == "headers":
                     assert list(fast.headers.items()) == list(value.items())
@@ -354,6 +402,15 @@ async def test_a_bodiless_request_is_sent_as_aiohttp_sends_it() -> None:
     ):
         assert step in send, step
     assert ClientRequest.POST_METHODS.isdisjoint(ClientRequest.GET_METHODS)
+    # send() and WholeAnswer write the head write_headers() would buffer, and then the
+    # gateway's own lines: it must still be this function's, ending in the blank line.
+    assert "buf = _serialize_headers(status_line, headers)" in inspect.getsource(
+        StreamWriter.write_headers
+    )
+    assert (
+        _serialize_headers("GET / HTTP/1.1", CIMultiDict(A="1"))
+        == b"GET / HTTP/1.1\r\nA: 1\r\n\r\n"
+    )
     session = make_session(PoolSettings())
     try:
         assert session.connector is not None and not session.connector.force_close

@@ -87,10 +87,8 @@ def test_the_invariants_catch_each_known_escape_when_the_check_is_missing(
 def test_the_invariants_catch_a_forged_secret_when_headers_are_not_stripped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def add_only(incoming: CIMultiDictProxy[str], **gateway: str) -> CIMultiDict[str]:
-        out = CIMultiDict(incoming)
-        out.add("x-gateway-secret", gateway["secret"])
-        return out
+    def add_only(incoming: CIMultiDictProxy[str], **gateway: str) -> tuple[CIMultiDict[str], str]:
+        return CIMultiDict(incoming), f"x-gateway-secret: {gateway['secret']}\r\n"
 
     monkeypatch.setattr(invariants, "upstream_request_headers", add_only)
     with pytest.raises(AssertionError):

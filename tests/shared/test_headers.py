@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from apigw.shared.headers import downstream_response_headers, upstream_request_headers
+from apigw.shared.headers import (
+    downstream_response_headers,
+    line_pairs,
+    upstream_request_headers,
+    with_traceparent,
+)
 from tests.support import DEMO_KEY, TEST_SECRET
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def headers_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
@@ -14,15 +21,20 @@ def headers_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
 
 
 def to_upstream(incoming: CIMultiDictProxy[str], scheme: str) -> CIMultiDict[str]:
-    """What the demo consumer's request from 10.0.0.1, id "rid", sends its backend."""
-    return upstream_request_headers(
+    """What the demo consumer's request from 10.0.0.1, id "rid", sends its backend: the
+    client's headers that pass, then the gateway's lines."""
+    headers, lines = upstream_request_headers(
         incoming,
         secret=TEST_SECRET,
         consumer="demo",
         request_id="rid",
         client_ip="10.0.0.1",
         scheme=scheme,
+        plan="free",
+        traceparent=TRACEPARENT,
     )
+    headers.extend(line_pairs(lines))
+    return headers
 
 
 def test_header_functions_strip_before_adding() -> None:
@@ -56,15 +68,42 @@ def test_headers_sent_twice_in_any_case_are_all_dropped_and_the_rest_kept_in_ord
     assert list(out.items()) == [
         ("Accept", "a"),
         ("accept", "b"),
+        ("X-Forwarded-Host", "gw.example"),
         ("X-Forwarded-For", "10.0.0.1"),
         ("X-Forwarded-Proto", "http"),
-        ("X-Forwarded-Host", "gw.example"),
         ("x-request-id", "rid"),
         ("x-consumer-name", "demo"),
+        ("x-consumer-plan", "free"),
         ("x-gateway-secret", TEST_SECRET),
+        ("traceparent", TRACEPARENT),
     ]
     upstream = headers_of(
         ("Server", "a"), ("Set-Cookie", "a"), ("server", "b"), ("X-Request-ID", "theirs")
     )
     back = downstream_response_headers(upstream, "rid", "apigw")
     assert list(back.items()) == [("Set-Cookie", "a"), ("x-request-id", "rid"), ("Server", "apigw")]
+
+
+def test_the_gateway_lines_are_whole_head_lines_and_an_attempt_can_carry_its_own_traceparent() -> (
+    None
+):
+    headers, lines = upstream_request_headers(
+        headers_of(("tracestate", "forged"), ("Host", "gw.example")),
+        secret=TEST_SECRET,
+        consumer="demo",
+        plan="free",
+        request_id="rid",
+        client_ip=None,
+        scheme="https",
+        traceparent=TRACEPARENT,
+        tracestate="vendor=1",
+    )
+    # Derived from what the client sent: in the multidict, which aiohttp's serializer checks.
+    assert list(headers.items()) == [("X-Forwarded-Host", "gw.example"), ("tracestate", "vendor=1")]
+    # A peer without an address (a UNIX socket) gets no X-Forwarded-For.
+    assert lines.startswith("X-Forwarded-Proto: https\r\n") and lines.endswith("\r\n")
+    assert "\n" not in lines.replace("\r\n", "") and "\r" not in lines.replace("\r\n", "")
+    other = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    again = with_traceparent(lines, other)
+    assert line_pairs(again) == [*line_pairs(lines)[:-1], ("traceparent", other)]
+    assert line_pairs(lines)[-1] == ("traceparent", TRACEPARENT)

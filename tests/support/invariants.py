@@ -20,6 +20,7 @@ from apigw.shared.headers import (
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
     downstream_response_headers,
+    line_pairs,
     upstream_request_headers,
 )
 
@@ -28,6 +29,7 @@ TABLE: RouteTable[str] = RouteTable({p: p for p in PREFIXES})
 SECRET = "invariant-gateway-secret-0123456789"
 CONSUMER = "demo"
 REQUEST_ID = "rid-0001"
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 BACKEND = "http://backend.test:8001"
 
 # Pieces that path attacks are made of, for generators to combine.
@@ -57,6 +59,8 @@ GATEWAY_SET = frozenset(
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-host",
+        "x-consumer-plan",
+        "traceparent",
     )
 )
 
@@ -101,17 +105,23 @@ def _connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
 def check_header_invariants(pairs: list[tuple[str, str]]) -> None:
     """No header set sent by a client removes or forges the secret, in either direction."""
     incoming = CIMultiDictProxy(CIMultiDict(pairs))
-    out = upstream_request_headers(
+    headers, lines = upstream_request_headers(
         incoming,
         secret=SECRET,
         consumer=CONSUMER,
         request_id=REQUEST_ID,
         client_ip="192.0.2.1",
         scheme="http",
+        plan="free",
+        traceparent=TRACEPARENT,
     )
+    # What the backend receives: the client's headers that pass, then the gateway's lines.
+    out = CIMultiDict(headers)
+    out.extend(line_pairs(lines))
     assert out.getall(GATEWAY_SECRET_HEADER) == [SECRET]
     assert out.getall(CONSUMER_HEADER) == [CONSUMER]
     assert out.getall(REQUEST_ID_HEADER) == [REQUEST_ID]
+    assert out.getall("traceparent") == [TRACEPARENT]
     assert API_KEY_HEADER not in out
     for hop in HOP_BY_HOP:
         assert hop not in out, hop
