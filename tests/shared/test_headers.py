@@ -20,19 +20,29 @@ def headers_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict(pairs))
 
 
-def to_upstream(incoming: CIMultiDictProxy[str], scheme: str) -> CIMultiDict[str]:
-    """What the demo consumer's request from 10.0.0.1, id "rid", sends its backend: the
-    client's headers that pass, then the gateway's lines."""
-    headers, lines = upstream_request_headers(
+def upstream_parts(
+    incoming: CIMultiDictProxy[str],
+    scheme: str,
+    client_ip: str | None = "10.0.0.1",
+    tracestate: str | None = None,
+) -> tuple[CIMultiDict[str], str]:
+    """The two parts of what the demo consumer's request, id "rid", sends its backend."""
+    return upstream_request_headers(
         incoming,
         secret=TEST_SECRET,
         consumer="demo",
-        request_id="rid",
-        client_ip="10.0.0.1",
-        scheme=scheme,
         plan="free",
+        request_id="rid",
+        client_ip=client_ip,
+        scheme=scheme,
         traceparent=TRACEPARENT,
+        tracestate=tracestate,
     )
+
+
+def to_upstream(incoming: CIMultiDictProxy[str], scheme: str) -> CIMultiDict[str]:
+    """What the backend receives: the client's headers that pass, then the gateway's lines."""
+    headers, lines = upstream_parts(incoming, scheme)
     headers.extend(line_pairs(lines))
     return headers
 
@@ -84,18 +94,11 @@ def test_headers_sent_twice_in_any_case_are_all_dropped_and_the_rest_kept_in_ord
     assert list(back.items()) == [("Set-Cookie", "a"), ("x-request-id", "rid"), ("Server", "apigw")]
 
 
-def test_the_gateway_lines_are_whole_head_lines_and_an_attempt_can_carry_its_own_traceparent() -> (
-    None
-):
-    headers, lines = upstream_request_headers(
+def test_gateway_lines_are_whole_lines_and_an_attempt_can_replace_the_traceparent() -> None:
+    headers, lines = upstream_parts(
         headers_of(("tracestate", "forged"), ("Host", "gw.example")),
-        secret=TEST_SECRET,
-        consumer="demo",
-        plan="free",
-        request_id="rid",
+        "https",
         client_ip=None,
-        scheme="https",
-        traceparent=TRACEPARENT,
         tracestate="vendor=1",
     )
     # Derived from what the client sent: in the multidict, which aiohttp's serializer checks.
