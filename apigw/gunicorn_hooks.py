@@ -27,6 +27,7 @@ from apigw.observability.metrics_share import (
 )
 from apigw.shared.appkeys import OBSERVER_KEY
 from apigw.shared.cli import finish_requests, setup_logging
+from apigw.shared.heap import freeze_heap
 from apigw.shared.logs import install_redaction
 
 # Where the master keeps the last config that passed its checks, on its own objects.
@@ -111,6 +112,8 @@ def post_worker_init(worker: Any) -> None:
     async def on_startup(app: web.Application) -> None:
         install_signal_handlers(app, stop, drain_signals=(signal.SIGTERM,))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        # The last startup hook: the app is built, the worker about to serve.
+        freeze_heap()
         worker.log.info("Worker %s serving the gateway", worker.pid)
 
     async def on_cleanup(app: web.Application) -> None:

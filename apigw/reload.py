@@ -21,6 +21,7 @@ from apigw.shared.appkeys import (
     RATE_LIMITER_KEY,
     SESSION_KEY,
 )
+from apigw.shared.heap import refreeze
 
 log = logging.getLogger("apigw.reload")
 
@@ -59,6 +60,7 @@ class Reloader:
                 self._app[OBSERVER_KEY].reloaded(False)
                 return False
             self.apply(settings)
+            refreeze()
             return True
 
     def apply(self, settings: GatewaySettings) -> None:

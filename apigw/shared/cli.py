@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from apigw.shared.heap import freeze_heap
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-ID}o'
 
@@ -86,6 +88,7 @@ async def _serve(
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
+        freeze_heap()
         log.info("Running on http://%s:%d", host, port)
         stopping = asyncio.Event()
         install_signals(app, stopping.set)
