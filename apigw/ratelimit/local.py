@@ -12,7 +12,15 @@ from collections.abc import Callable, Collection
 from math import ceil, floor
 from typing import Any, NoReturn
 
-from apigw.ratelimit.policies import GCRA, Calendar, Limits, Policy, limit_field, too_many_requests
+from apigw.ratelimit.policies import (
+    GCRA,
+    Calendar,
+    Limits,
+    Policy,
+    limit_field,
+    limit_item,
+    too_many_requests,
+)
 
 # Float sums of intervals (0.1 + 0.1 + ...) must not refuse the last request of a burst.
 _EPSILON = 1e-9
@@ -96,7 +104,7 @@ class LocalStore:
         if text is None:
             if len(self._fields) >= _MAX_FIELDS:
                 self._fields.clear()
-            text = self._fields[key] = f'"{best_name}";r={best_r};t={key[2]}'
+            text = self._fields[key] = limit_item(best_name, best_r, key[2])
         return field, text
 
     def _take_back(self, consumer: str, limits: Limits, refused: Policy) -> None:

@@ -164,7 +164,12 @@ class PolicySet:
 
 def limit_field(name: str, remaining: int, wait: float) -> str:
     """One `RateLimit` item: requests possible now, and seconds until more are possible."""
-    return f'"{name}";r={remaining};t={math.ceil(wait - 1e-9) if wait > 0 else 0}'
+    return limit_item(name, remaining, math.ceil(wait - 1e-9) if wait > 0 else 0)
+
+
+def limit_item(name: str, remaining: int, seconds: int) -> str:
+    """The item's text, the wait already in whole seconds (LocalStore rounds it itself)."""
+    return f'"{name}";r={remaining};t={seconds}'
 
 
 def too_many_requests(
